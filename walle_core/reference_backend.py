@@ -5,10 +5,10 @@ Registered under ``walle.backends`` as ``reference`` exactly like an external ba
 
 from __future__ import annotations
 
-import platform
 from typing import ClassVar
 
 from walle_core.backend import Availability, Backend, Device
+from walle_core.hostinfo import cpu_model, usable_cores
 from walle_core.plugin import PLUGIN_API_VERSION
 
 
@@ -28,8 +28,9 @@ class ReferenceBackend(Backend):
         if not np.array_equal(got, np.array([[5, 14], [14, 50]], dtype=np.float32)):
             return Availability.unavailable(f"numpy matmul smoke test gave {got.tolist()}")
         cpu = Device(
-            name=platform.processor() or platform.machine(),
+            name=cpu_model(),
             kind="cpu",
             platform=f"numpy {np.__version__}",
+            details={"cores": usable_cores()},
         )
         return Availability(ok=True, devices=(cpu,))
