@@ -21,10 +21,7 @@ def _print_json(data: Any) -> None:
 
 
 def _device_text(devices: list[dict[str, Any]]) -> str:
-    return "\n".join(
-        f"{d['name']} ({d['kind']}{', ' + d['platform'] if d.get('platform') else ''})"
-        for d in devices
-    )
+    return "\n".join(f"{d['name']} ({d['kind']})" for d in devices)
 
 
 def _print_driver_table(title: str, rows: list[DriverStatus], with_devices: bool) -> None:
@@ -40,7 +37,7 @@ def _print_driver_table(title: str, rows: list[DriverStatus], with_devices: bool
         style = STATUS_STYLE.get(row.status, "")
         cells = [row.name, row.distribution, row.version,
                  "-" if row.api_version is None else str(row.api_version),
-                 f"[{style}]{row.status}[/]", row.reason or row.description]
+                 f"[{style}]{row.status}[/]", row.reason]
         if with_devices:
             cells.append(_device_text(row.devices))
         table.add_row(*cells)

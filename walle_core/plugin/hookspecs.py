@@ -92,3 +92,21 @@ def walle_rollout_batch_advanced(
     :param fraction: fraction of the targeted fleet the release now covers (0..1).
     :param state: ``"advanced"``, ``"paused"``, ``"rolled_back"`` or ``"completed"``.
     """
+
+
+def hook_names() -> list[str]:
+    """Names of every hook specification in this module."""
+    return sorted(name for name, value in globals().items()
+                  if name.startswith("walle_") and callable(value))
+
+
+def signature_text(name: str) -> str:
+    """``name(param: type, ...) -> type`` exactly as written in this module (used by the docs)."""
+    import inspect
+
+    signature = inspect.signature(globals()[name])
+    params = ", ".join(
+        f"{p.name}: {p.annotation}" if p.annotation is not p.empty else p.name
+        for p in signature.parameters.values()
+    )
+    return f"{name}({params}) -> {signature.return_annotation}"

@@ -53,6 +53,11 @@ class Hooks:
                 self.failures.append(HookPluginFailure(name, distribution, problem))
                 return
         self.pm.register(plugin, name=name)
+        try:  # a walle_* function that matches no specification is a typo: refuse the plugin
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            self.pm.unregister(name=name)
+            raise
         self.distributions[name] = distribution
 
     def unregister(self, name: str) -> None:

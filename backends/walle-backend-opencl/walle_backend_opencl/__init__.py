@@ -1,0 +1,106 @@
+"""Walle's OpenCL backend, through pyopencl.
+
+pyopencl is imported only inside :meth:`OpenCLBackend.probe` (and, later, kernel compilation):
+loading the ICD loader and drivers is slow and must not happen when backends are merely listed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from walle_core.backend import Availability, Backend, Device
+from walle_core.plugin import PLUGIN_API_VERSION
+
+__all__ = ["OpenCLBackend"]
+
+NO_PLATFORM_HINT = (
+    "no OpenCL platform found: install an ICD (Debian: pocl-opencl-icd; PyPI: "
+    "pocl-binary-distribution) or a GPU driver"
+)
+
+SMOKE_SOURCE = """
+__kernel void axpy(const float alpha, __global const float *x, __global const float *y,
+                   __global float *out) {
+    const size_t i = get_global_id(0);
+    out[i] = alpha * x[i] + y[i];
+}
+"""
+
+
+def _smoke(cl: Any, device: Any) -> str:
+    """Build and run a small kernel on ``device``; "" when the result is right, else why not."""
+    import numpy as np
+
+    context = cl.Context([device])
+    queue = cl.CommandQueue(context)
+    x = np.arange(256, dtype=np.float32)
+    y = np.ones(256, dtype=np.float32)
+    flags = cl.mem_flags
+    x_buf = cl.Buffer(context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=x)
+    y_buf = cl.Buffer(context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=y)
+    out_buf = cl.Buffer(context, flags.WRITE_ONLY, x.nbytes)
+    program = cl.Program(context, SMOKE_SOURCE).build()
+    program.axpy(queue, x.shape, None, np.float32(2.0), x_buf, y_buf, out_buf)
+    out = np.empty_like(x)
+    cl.enqueue_copy(queue, out, out_buf)
+    queue.finish()
+    return "" if np.array_equal(out, 2 * x + 1) else "smoke kernel returned a wrong result"
+
+
+def _describe(cl: Any, platform: Any, device: Any, smoke: str) -> Device:
+    kind = cl.device_type.to_string(device.type).lower()
+    return Device(
+        name=device.name.strip(),
+        kind="gpu" if "gpu" in kind else ("cpu" if "cpu" in kind else kind),
+        platform=f"{platform.name.strip()} ({platform.version.strip()})",
+        details={
+            "vendor": device.vendor.strip(),
+            "opencl_version": device.version.strip(),
+            "driver": device.driver_version.strip(),
+            "compute_units": device.max_compute_units,
+            "global_mem_mib": device.global_mem_size // (1 << 20),
+            "max_work_group_size": device.max_work_group_size,
+            "smoke": "pass" if not smoke else f"fail: {smoke}",
+        },
+    )
+
+
+class OpenCLBackend(Backend):
+    """OpenCL kernels built with pyopencl, for GPUs and CPU runtimes such as PoCL."""
+
+    name: ClassVar[str] = "opencl"
+    api_version: ClassVar[int] = PLUGIN_API_VERSION
+    requires: ClassVar[tuple[str, ...]] = ("pyopencl", "numpy")
+
+    @classmethod
+    def probe(cls) -> Availability:
+        try:
+            import pyopencl as cl
+        except ImportError as error:  # e.g. the ICD loader library itself is missing
+            return Availability.unavailable(f"pyopencl cannot be imported: {error}")
+        try:
+            platforms = cl.get_platforms()
+        except cl.Error:
+            platforms = []
+        devices: list[Device] = []
+        failures: list[str] = []
+        for platform in platforms:
+            try:
+                platform_devices = platform.get_devices()
+            except cl.Error as error:
+                failures.append(f"{platform.name}: {error}")
+                continue
+            for device in platform_devices:
+                try:
+                    smoke = _smoke(cl, device)
+                except cl.Error as error:
+                    smoke = f"{type(error).__name__}: {error}"
+                devices.append(_describe(cl, platform, device, smoke))
+                if smoke:
+                    failures.append(f"{device.name.strip()}: {smoke}")
+        if not platforms:
+            return Availability.unavailable(NO_PLATFORM_HINT)
+        if not any(d.details["smoke"] == "pass" for d in devices):
+            reason = "; ".join(failures) or "OpenCL platforms found but no devices"
+            return Availability(ok=False, reason=reason, devices=tuple(devices))
+        return Availability(ok=True, reason="; ".join(failures), devices=tuple(devices))

@@ -1,0 +1,42 @@
+"""Shared fixtures for the core tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fresh_hooks() -> Iterator[None]:
+    """A process-wide hooks manager that starts empty and is forgotten afterwards."""
+    from walle_core.plugin.manager import reset_hooks
+
+    reset_hooks()
+    yield
+    reset_hooks()
+
+
+@pytest.fixture
+def walle_cmd() -> list[str]:
+    """The walle console script of the running interpreter's environment."""
+    script = Path(sys.executable).parent / "walle"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "walle_core.cli.app"]
+
+
+@pytest.fixture
+def env_with_path() -> Callable[[Path], dict[str, str]]:
+    """Build an environment whose PYTHONPATH starts with a given folder."""
+
+    def build(extra: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        parts = [str(extra), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
+        return env
+
+    return build
