@@ -80,7 +80,9 @@ def run_graph(model: onnx.ModelProto, inputs: list[Any]) -> list[Any]:
         if kernel is None:
             raise NotImplementedError(node.op_type)
         args = [env[n] if n else None for n in node.input]
-        results = kernel(args, decode_attributes(node), opset_for(model, node.domain))
+        attrs = decode_attributes(node)
+        attrs["_n_outputs"] = len(node.output)
+        results = kernel(args, attrs, opset_for(model, node.domain))
         for name, value in zip(node.output, results, strict=False):
             if name:
                 env[name] = value

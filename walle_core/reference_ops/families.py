@@ -4,5 +4,8 @@ from walle_core.reference_ops import (  # noqa: F401
     activations,
     binary,
     elementwise,
+    generators,
+    indexing,
+    movement,
     reductions,
 )
