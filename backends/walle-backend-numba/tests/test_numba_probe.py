@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from walle_backend_numba import NumbaBackend
+
 from walle_core.plugin.probing import driver_statuses
 
 

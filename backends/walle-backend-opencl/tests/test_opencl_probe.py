@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from walle_backend_opencl import NO_PLATFORM_HINT, OpenCLBackend
 
 
