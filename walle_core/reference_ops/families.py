@@ -2,10 +2,12 @@
 
 from walle_core.reference_ops import (  # noqa: F401
     activations,
+    attention,
     binary,
     elementwise,
     generators,
     indexing,
+    matmul,
     movement,
     reductions,
 )
