@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from walle_core.backend import Availability, missing_modules
 from walle_core.plugin.discovery import DriverInfo, load_drivers
 
 PROBE_TIMEOUT_S = 60.0
@@ -50,7 +51,12 @@ def _row(info: DriverInfo, status: str, reason: str) -> DriverStatus:
 def _quick(info: DriverInfo) -> DriverStatus:
     check = getattr(info.obj, "quick_check", None)
     try:
-        found = check() if callable(check) else None
+        if callable(check):
+            found = check()
+        else:  # drivers that do not derive from Backend may still declare what they need
+            missing = missing_modules(tuple(getattr(info.obj, "requires", ()) or ()))
+            found = Availability.unavailable(f"{', '.join(missing)} is not installed") \
+                if missing else None
     except Exception as error:  # a broken plugin must not break the listing
         return _row(info, "error", f"quick_check raised {type(error).__name__}: {error}")
     if found is not None and not found.ok:
