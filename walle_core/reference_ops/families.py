@@ -9,5 +9,6 @@ from walle_core.reference_ops import (  # noqa: F401
     indexing,
     matmul,
     movement,
+    normalization,
     reductions,
 )
