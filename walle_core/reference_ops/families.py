@@ -4,11 +4,13 @@ from walle_core.reference_ops import (  # noqa: F401
     activations,
     attention,
     binary,
+    conv,
     elementwise,
     generators,
     indexing,
     matmul,
     movement,
     normalization,
+    pool,
     reductions,
 )
