@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from walle_core import __version__
-from walle_core.cli import engine, plugins, stream
+from walle_core.cli import bench, engine, plugins, stream
 
 app = typer.Typer(
     name="walle",
@@ -39,6 +39,7 @@ def _root(
 plugins.register(app)
 engine.register(app)
 stream.register(app)
+bench.register(app)
 
 
 def main() -> None:
