@@ -9,6 +9,7 @@ from walle_core.reference_ops import (  # noqa: F401
     generators,
     indexing,
     matmul,
+    misc,
     movement,
     normalization,
     pool,
