@@ -14,4 +14,5 @@ from walle_core.reference_ops import (  # noqa: F401
     normalization,
     pool,
     reductions,
+    sequences,
 )
