@@ -14,5 +14,6 @@ from walle_core.reference_ops import (  # noqa: F401
     normalization,
     pool,
     reductions,
+    resize,
     sequences,
 )
