@@ -11,6 +11,7 @@ from walle_core.reference_ops import (  # noqa: F401
     matmul,
     misc,
     movement,
+    recurrent,
     normalization,
     pool,
     reductions,
