@@ -17,4 +17,5 @@ from walle_core.reference_ops import (  # noqa: F401
     reductions,
     resize,
     sequences,
+    signal,
 )
