@@ -86,11 +86,24 @@ class Atom:
         return lambda event: all(check(event) for check in checks)
 
     def matches(self, event: dict[str, Any]) -> bool:
+        return self.matcher()(event)
+
+    def matcher(self) -> Predicate:
+        """A compiled check of id and predicates together."""
         pred = self.predicate()
-        return self.matches_id(event["id"]) and (pred is None or pred(event))
+        if self.is_exact:
+            name = self.name
+            if pred is None:
+                return lambda event: event["id"] == name
+            return lambda event: event["id"] == name and pred(event)
+        return lambda event: self.matches_id(event["id"]) and (pred is None or pred(event))
 
 
 def _compile_pred(field: str, op: str, value: str) -> Predicate:
+    if field in ("page", "user", "id"):  # validated strings: compare directly (hot path)
+        if op == "=":
+            return lambda event: event[field] == value
+        return lambda event: event[field] != value
     if field.startswith("args."):
         arg = field[5:]
 

@@ -31,6 +31,22 @@ CREATE INDEX IF NOT EXISTS features_pending ON features (uploaded, id);
 """
 
 
+def encode_batch(rows: list[tuple[str, str]]) -> bytes:
+    """Upload payload of ``(task, record JSON)`` rows: per task, the field names once and each
+    record as a row of values (records of one task share their fields), as zlib'd JSON.
+
+    The dedupe key on the cloud side is the device id plus the records' row ids."""
+    tables: dict[str, dict[str, Any]] = {}
+    for task, text in rows:
+        record = json.loads(text)
+        fields = list(record)
+        table = tables.setdefault(f"{task}|{','.join(fields)}",
+                                  {"task": task, "fields": fields, "rows": []})
+        table["rows"].append([record[f] for f in fields])
+    blob = json.dumps(list(tables.values()), separators=(",", ":")).encode()
+    return zlib.compress(blob, 6)
+
+
 class StreamStore:
     """The SQLite file behind one stream run (``":memory:"`` for tests and benchmarks)."""
 
@@ -64,12 +80,11 @@ class StreamStore:
         return int(self.conn.execute("SELECT COUNT(*) FROM features").fetchone()[0])
 
     def upload_batch(self, limit: int = 1000) -> tuple[list[int], bytes]:
-        """The next batch to upload: feature ids and the zlib-compressed JSON-lines payload."""
+        """The next batch to upload: feature ids and the payload (:func:`encode_batch`)."""
         rows = self.conn.execute(
             "SELECT id, task, record FROM features WHERE uploaded = 0 ORDER BY id LIMIT ?",
             (limit,)).fetchall()
-        lines = "".join(f'{{"task":{json.dumps(t)},"record":{r}}}\n' for _, t, r in rows)
-        return [row[0] for row in rows], zlib.compress(lines.encode(), 6)
+        return [row[0] for row in rows], encode_batch([(t, r) for _, t, r in rows])
 
     def mark_uploaded(self, ids: list[int]) -> None:
         self.conn.executemany("UPDATE features SET uploaded = 1 WHERE id = ?", [(i,) for i in ids])

@@ -42,11 +42,13 @@ class TaskEnd:
 class Node:
     """One trie node; ``path`` is its stable identity across recompiles."""
 
-    __slots__ = ("path", "gap", "edges", "table", "tasks", "max_within", "closure", "children")
+    __slots__ = ("path", "gap", "wake", "edges", "table", "tasks", "max_within", "closure",
+                 "children")
 
     def __init__(self, path: str, gap: bool = False) -> None:
         self.path = path
         self.gap = gap
+        self.wake: str | None = None  # gap nodes: the one id that can end the wait (None: any)
         self.edges: list[tuple[Atom, Node]] = []
         self.table: dict[str, tuple[Edge, ...]] = {}
         self.tasks: tuple[TaskEnd, ...] = ()
@@ -103,6 +105,7 @@ class TriggerTrie:
         for element in variant:
             if element.gap:
                 node = self._child(node, ".." + element.atom.key, gap=True, via=None)
+                node.wake = element.atom.name if element.atom.is_exact else None
             node = self._child(node, element.key.removeprefix(".."), via=element)
             node.max_within = max(node.max_within, end.within_ms)
         if end not in node.tasks:

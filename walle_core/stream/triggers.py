@@ -1,77 +1,108 @@
 """The trigger engine: feeds events through the trie and fires matched tasks in batches.
 
-This is the runtime's hot path, written for CPython: per-key state is one small object with
-``__slots__``; an event for a user with no live cursor whose id starts no pattern returns after two
-dict lookups; starts are shared tuples, so moving a cursor allocates nothing. Each key keeps a
-buffer of its events since its oldest live cursor started, so a match carries its window (the
-events from the first matched event to the last) without a second pass.
+This is the runtime's hot path, written for CPython. A key's cursors are split three ways so an
+event only touches the cursors it can move:
+
+* ``active``: cursors at plain nodes, which must move on the key's next event or die (strict
+  contiguity), so all of them are visited;
+* ``gaps``: cursors waiting in a gap (``** b``) for one exact id, indexed by that id, so an event
+  wakes only the gaps waiting for it (one dict lookup otherwise);
+* ``wild``: gaps waiting for a glob or any id, visited on every event of the key.
+
+An event whose id starts no pattern, for a user with no live cursor, returns after two dict
+lookups. Starts are shared ``(seq, ts)`` tuples, so moving a cursor allocates nothing. Each key
+keeps a buffer of its events since its oldest live start, so a match carries its window (first to
+last matched event, with everything between) without a second pass.
 
 "Not followed by X within T" completes into a *pending* match that fires once the event-time
-watermark passes its deadline with no X from that key, or is dropped when X arrives in time. At the
-end of a finite stream, :meth:`TriggerEngine.flush` fires what is still pending.
+watermark passes its deadline with no X from that key, or is dropped when X arrives in time.
+:meth:`TriggerEngine.flush` (end of a finite stream) fires what is still pending.
 
-The whole state (cursors by node path, buffers, pending matches) round-trips through
-:meth:`snapshot` / :meth:`restore` and survives :meth:`replace` of the task set: cursors are keyed
-by node path, and a path means the same prefix in every compile.
+The state round-trips through :meth:`snapshot` / :meth:`restore` and survives :meth:`replace` of the
+task set: cursors are keyed by node path, and a path means the same prefix in every compile.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 from walle_core.stream.events import Event
-from walle_core.stream.pattern import Trigger
+from walle_core.stream.pattern import Predicate, Trigger
 from walle_core.stream.trie import Node, Start, TaskEnd, TriggerTrie
 
 _TRIM_AT = 512  # buffer length beyond which a key's buffer is trimmed to its oldest live start
+Cursors = dict[Node, Start]
 
 
-@dataclass
 class Match:
     """A completed trigger: the task, the key, and the matched window of that key's events."""
 
-    task: str
-    key: str
-    events: list[Event]
-    start_ts: int
-    end_ts: int
+    __slots__ = ("task", "key", "events", "start_ts", "end_ts")
+
+    def __init__(self, task: str, key: str, events: list[Event], start_ts: int,
+                 end_ts: int) -> None:
+        self.task = task
+        self.key = key
+        self.events = events
+        self.start_ts = start_ts
+        self.end_ts = end_ts
+
+    def __repr__(self) -> str:
+        return f"Match({self.task!r}, {self.key!r}, {len(self.events)} events)"
 
 
 class _Pending:
-    __slots__ = ("deadline", "end", "match", "done")
+    __slots__ = ("deadline", "end", "match", "done", "negation")
 
-    def __init__(self, deadline: int, end: TaskEnd, match: Match) -> None:
+    def __init__(self, deadline: int, end: TaskEnd, match: Match, negation: Predicate) -> None:
         self.deadline = deadline
         self.end = end
         self.match = match
         self.done = False
+        self.negation = negation
 
 
 class KeyState:
-    """Live state of one key: cursors, the event buffer behind them, pending negations."""
+    """Live state of one key: its cursors, the event buffer behind them, pending negations."""
 
-    __slots__ = ("cursors", "buf", "base", "pending")
+    __slots__ = ("active", "gaps", "wild", "buf", "base", "pending")
 
     def __init__(self) -> None:
-        self.cursors: dict[Node, Start] = {}
+        self.active: Cursors = {}
+        self.gaps: dict[str, Cursors] = {}
+        self.wild: Cursors = {}
         self.buf: list[Event] = []
         self.base = 0  # sequence number of buf[0]
         self.pending: list[_Pending] = []
+
+    def cursors(self) -> Cursors:
+        out = dict(self.active)
+        for waiting in self.gaps.values():
+            out.update(waiting)
+        out.update(self.wild)
+        return out
 
 
 class TriggerEngine:
     """Advances every key's cursors through one :class:`TriggerTrie`."""
 
     def __init__(self, triggers: dict[str, Trigger]) -> None:
-        self.trie = TriggerTrie.compile(triggers)
         self.keys: dict[str, KeyState] = {}
         self.watermark = 0
         self.fired = 0
         self._heap: list[tuple[int, int, str, _Pending]] = []
         self._counter = itertools.count()
+        self._set_trie(TriggerTrie.compile(triggers))
+
+    def _set_trie(self, trie: TriggerTrie) -> None:
+        self.trie = trie
+        self._root_table = trie.root.table
+        self._negations = {task: atom.matcher() for task, atom in trie.negations.items()}
+        atoms = trie.negations.values()
+        self._neg_any = any(not atom.is_exact for atom in atoms)
+        self._neg_ids = {atom.name for atom in atoms if atom.is_exact}
 
     # -- hot path -----------------------------------------------------------------------------
 
@@ -86,10 +117,9 @@ class TriggerEngine:
         key: str = event["user"]
         state = self.keys.get(key)
         eid: str = event["id"]
-        root = self.trie.root
-        starts = root.table.get(eid)
+        starts = self._root_table.get(eid)
         if starts is None:
-            starts = root.lookup(eid)
+            starts = self.trie.root.lookup(eid)
         if state is None:
             if not starts:
                 return fired
@@ -97,23 +127,28 @@ class TriggerEngine:
         buf = state.buf
         seq = state.base + len(buf)
         buf.append(event)
-        landed: dict[Node, Start] = {}
-        stayed: dict[Node, Start] = {}
-        for node, start in state.cursors.items():
-            if ts - start[1] > node.max_within:
-                continue  # expired: no task passing here allows a match this long
-            moved = False
-            table = node.table.get(eid)
-            if table is None:
-                table = node.lookup(eid)
-            for pred, target in table:
-                if pred is None or pred(event):
-                    moved = True
-                    old = landed.get(target)
-                    if old is None or old[0] < start[0]:
-                        landed[target] = start
-            if not moved and node.gap:
-                stayed[node] = start
+        landed: Cursors = {}
+        active = state.active
+        if active:
+            state.active = {}
+            for node, start in active.items():
+                if ts - start[1] > node.max_within:
+                    continue  # expired: no task passing here allows a match this long
+                table = node.table.get(eid)
+                if table is None:
+                    table = node.lookup(eid)
+                for pred, target in table:
+                    if pred is None or pred(event):
+                        old = landed.get(target)
+                        if old is None or old[0] < start[0]:
+                            landed[target] = start
+        waiting = state.gaps.get(eid)
+        if waiting:
+            self._wake(waiting, eid, event, ts, landed)
+            if not waiting:
+                del state.gaps[eid]
+        if state.wild:
+            self._wake(state.wild, eid, event, ts, landed)
         if starts:
             new_start: Start | None = None
             for pred, target in starts:
@@ -121,32 +156,61 @@ class TriggerEngine:
                     if new_start is None:
                         new_start = (seq, ts)
                     landed[target] = new_start
-        if state.pending:
+        if state.pending and (self._neg_any or eid in self._neg_ids):
             self._cancel(state, event, ts)
-        cursors = stayed
-        for node, start in landed.items():
-            if node.tasks:
-                fired = self._complete(node, start, key, state, ts, fired)
-            if node.edges:
-                old = cursors.get(node)
-                if old is None or old[0] < start[0]:
-                    cursors[node] = start
-            for gap in node.closure:
-                old = cursors.get(gap)
-                if old is None or old[0] < start[0]:
-                    cursors[gap] = start
-        state.cursors = cursors
-        if not cursors:
+        if landed:
+            fired = self._land(landed, key, state, ts, fired)
+        if not (state.active or state.gaps or state.wild):
             if not state.pending:
                 del self.keys[key]
             else:
                 state.base = seq + 1
                 state.buf = []
         elif len(buf) > _TRIM_AT:
-            oldest = min(start[0] for start in cursors.values())
-            if oldest > state.base:
-                del buf[: oldest - state.base]
-                state.base = oldest
+            self._trim(state)
+        return fired
+
+    @staticmethod
+    def _wake(waiting: Cursors, eid: str, event: Event, ts: int, landed: Cursors) -> None:
+        """Move the gap cursors that ``event`` ends; the others keep waiting."""
+        for node, start in list(waiting.items()):
+            if ts - start[1] > node.max_within:
+                del waiting[node]
+                continue
+            table = node.table.get(eid)
+            if table is None:
+                table = node.lookup(eid)
+            moved = False
+            for pred, target in table:
+                if pred is None or pred(event):
+                    moved = True
+                    old = landed.get(target)
+                    if old is None or old[0] < start[0]:
+                        landed[target] = start
+            if moved:
+                del waiting[node]
+
+    def _land(self, landed: Cursors, key: str, state: KeyState, ts: int,
+              fired: list[Match] | None) -> list[Match] | None:
+        active = state.active
+        for node, start in landed.items():
+            if node.tasks:
+                fired = self._complete(node, start, key, state, ts, fired)
+            if node.edges:
+                old = active.get(node)
+                if old is None or old[0] < start[0]:
+                    active[node] = start
+            for gap in node.closure:
+                wake = gap.wake
+                if wake is None:
+                    waiting = state.wild
+                else:
+                    waiting = state.gaps.get(wake)  # type: ignore[assignment]
+                    if waiting is None:
+                        waiting = state.gaps[wake] = {}
+                old = waiting.get(gap)
+                if old is None or old[0] < start[0]:
+                    waiting[gap] = start
         return fired
 
     def _complete(self, node: Node, start: Start, key: str, state: KeyState, ts: int,
@@ -159,9 +223,8 @@ class TriggerEngine:
                 window = state.buf[start[0] - state.base:]
             match = Match(end.task, key, window, start[1], ts)
             if end.negation is not None:
-                pending = _Pending(ts + end.not_within_ms, end, match)
-                state.pending.append(pending)
-                heapq.heappush(self._heap, (pending.deadline, next(self._counter), key, pending))
+                self._add_pending(key, state, _Pending(ts + end.not_within_ms, end, match,
+                                                       self._negations[end.task]))
                 continue
             if fired is None:
                 fired = []
@@ -169,15 +232,23 @@ class TriggerEngine:
             self.fired += 1
         return fired
 
-    def _cancel(self, state: KeyState, event: Event, ts: int) -> None:
-        keep = []
+    def _add_pending(self, key: str, state: KeyState, pending: _Pending) -> None:
+        state.pending.append(pending)
+        heapq.heappush(self._heap, (pending.deadline, next(self._counter), key, pending))
+
+    @staticmethod
+    def _cancel(state: KeyState, event: Event, ts: int) -> None:
         for pending in state.pending:
-            negation = pending.end.negation
-            if negation is not None and ts <= pending.deadline and negation.matches(event):
+            if ts <= pending.deadline and pending.negation(event):
                 pending.done = True
-            elif not pending.done:
-                keep.append(pending)
-        state.pending = keep
+        state.pending = [p for p in state.pending if not p.done]
+
+    @staticmethod
+    def _trim(state: KeyState) -> None:
+        oldest = min(start[0] for start in state.cursors().values())
+        if oldest > state.base:
+            del state.buf[: oldest - state.base]
+            state.base = oldest
 
     def _expire(self, now: int) -> list[Match] | None:
         fired: list[Match] | None = None
@@ -190,7 +261,7 @@ class TriggerEngine:
             state = self.keys.get(key)
             if state is not None:
                 state.pending = [p for p in state.pending if p is not pending]
-                if not state.pending and not state.cursors:
+                if not (state.pending or state.active or state.gaps or state.wild):
                     del self.keys[key]
             if fired is None:
                 fired = []
@@ -206,30 +277,32 @@ class TriggerEngine:
 
     def evict_expired(self) -> int:
         """Drop cursors no task could still complete at the current watermark; returns keys gone."""
-        gone = 0
+        snap = self.snapshot()
+        before = len(self.keys)
         now = self.watermark
-        for key in list(self.keys):
-            state = self.keys[key]
-            state.cursors = {n: s for n, s in state.cursors.items() if now - s[1] <= n.max_within}
-            if not state.cursors and not state.pending:
-                del self.keys[key]
-                gone += 1
-        return gone
+        for data in snap["keys"].values():
+            data["cursors"] = [c for c in data["cursors"]
+                               if now - c[2] <= self.trie.nodes[c[0]].max_within]
+        self._load(snap, self.trie)
+        return before - len(self.keys)
 
     def replace(self, triggers: dict[str, Trigger]) -> None:
         """Swap the task set (add, remove, update) keeping every still-meaningful cursor."""
         self._load(self.snapshot(), TriggerTrie.compile(triggers))
 
+    def live_cursors(self) -> int:
+        return sum(len(state.cursors()) for state in self.keys.values())
+
     # -- persistence ----------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """The engine's state as JSON-ready data (windows are stored as buffer offsets)."""
+        """The engine's state as JSON-ready data."""
         keys: dict[str, Any] = {}
         for key, state in self.keys.items():
             pending = [[p.deadline, p.end.task, p.match.events, p.match.start_ts, p.match.end_ts]
                        for p in state.pending if not p.done]
             keys[key] = {"base": state.base, "buf": state.buf, "pending": pending,
-                         "cursors": [[n.path, s[0], s[1]] for n, s in state.cursors.items()]}
+                         "cursors": [[n.path, s[0], s[1]] for n, s in state.cursors().items()]}
         return {"watermark": self.watermark, "fired": self.fired, "keys": keys}
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -237,7 +310,7 @@ class TriggerEngine:
         self._load(snap, self.trie)
 
     def _load(self, snap: dict[str, Any], trie: TriggerTrie) -> None:
-        self.trie = trie
+        self._set_trie(trie)
         self.keys = {}
         self._heap = []
         self.watermark = snap.get("watermark", 0)
@@ -249,17 +322,20 @@ class TriggerEngine:
             state.buf = list(data["buf"])
             for path, seq, ts in data["cursors"]:
                 node = trie.nodes.get(path)
-                if node is not None and (node.edges or node.gap):
-                    state.cursors[node] = (seq, ts)
+                if node is None:
+                    continue  # its pattern is gone with the task that declared it
+                if node.gap:
+                    waiting = state.wild if node.wake is None else state.gaps.setdefault(
+                        node.wake, {})
+                    waiting[node] = (seq, ts)
+                elif node.edges:
+                    state.active[node] = (seq, ts)
             for deadline, task, events, start_ts, end_ts in data["pending"]:
                 end = ends.get(task)
                 if end is None or end.negation is None:
                     continue  # the task is gone or no longer waits on a negation
-                pending = _Pending(deadline, end, Match(task, key, events, start_ts, end_ts))
-                state.pending.append(pending)
-                heapq.heappush(self._heap, (deadline, next(self._counter), key, pending))
-            if state.cursors or state.pending:
+                match = Match(task, key, events, start_ts, end_ts)
+                self._add_pending(key, state, _Pending(deadline, end, match,
+                                                       self._negations[task]))
+            if state.active or state.gaps or state.wild or state.pending:
                 self.keys[key] = state
-
-    def live_cursors(self) -> int:
-        return sum(len(state.cursors) for state in self.keys.values())

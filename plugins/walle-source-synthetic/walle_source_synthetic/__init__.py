@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 from walle_core.plugin import PLUGIN_API_VERSION
 from walle_core.stream.source import RawEvent, Source, SourceError, SourceOption
-
 from walle_source_synthetic.behaviour import Behaviour, user_events
 
 __all__ = ["Behaviour", "SyntheticSource"]
