@@ -33,7 +33,7 @@ def ints(x: np.ndarray | list[int] | None) -> list[int] | None:
     return [int(v) for v in np.asarray(x).reshape(-1)]
 
 
-def opt_input(inputs: list[np.ndarray | None], i: int) -> np.ndarray | None:
+def opt_input(inputs: list[Any], i: int) -> Any:
     """Input ``i`` or None when omitted (absent, or an empty name)."""
     return inputs[i] if i < len(inputs) else None
 

@@ -14,7 +14,7 @@ import numpy as np
 from walle_core.reference_ops._util import arr
 from walle_core.reference_ops.registry import register
 
-Inputs = list[np.ndarray | None]
+Inputs = list[Any]
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def _arith(op: str, fn: Callable[[np.ndarray, np.ndarray], Any], keep_dtype: boo
     register(op)(kernel)
 
 
-for _name, _fn, _keep in [
+_BINARY: list[tuple[str, Callable[[np.ndarray, np.ndarray], Any], bool]] = [
     ("Add", np.add, True), ("Sub", np.subtract, True), ("Mul", np.multiply, True),
     ("Div", _div, True), ("Pow", _pow, True),
     ("Equal", np.equal, False), ("Less", np.less, False), ("Greater", np.greater, False),
@@ -50,7 +50,8 @@ for _name, _fn, _keep in [
     ("Xor", np.logical_xor, False),
     ("BitwiseAnd", np.bitwise_and, True), ("BitwiseOr", np.bitwise_or, True),
     ("BitwiseXor", np.bitwise_xor, True),
-]:
+]
+for _name, _fn, _keep in _BINARY:
     _arith(_name, _fn, _keep)
 
 

@@ -2,16 +2,16 @@
 numpy uses for those dtypes through ``onnx.helper.tensor_dtype_to_np_dtype``).
 
 Float8 saturation (ONNX Cast spec): with ``saturate=1`` finite values beyond the type's range
-clamp to +-max, and +-inf becomes +-max (the node suite expects this for the FNUZ types too); with ``saturate=0`` overflow follows IEEE-like rules (inf or NaN), which is what
-ml_dtypes' plain conversion does. Narrow integer types (int4/uint4/int2/uint2) follow
+clamp to +-max, and +-inf becomes +-max (the node suite expects this for the FNUZ types too);
+with ``saturate=0`` overflow follows IEEE-like rules (inf or NaN), which is what ml_dtypes'
+plain conversion does. Narrow integer types (int4/uint4/int2/uint2) follow
 ml_dtypes' conversion (truncate, wrap), which is what the ONNX node suite expects.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 import ml_dtypes
+import numpy as np
 
 from walle_core.reference_ops._util import np_dtype
 
@@ -48,11 +48,11 @@ def cast_to(x: np.ndarray, to: int, saturate: bool = True, round_mode: str = "up
     """``x`` cast to ONNX type ``to`` with ONNX's rounding/saturation rules."""
     dt = np_dtype(to)
     src = x.dtype
-    if dt == object:
-        if src == object:
+    if dt.kind == "O":
+        if src.kind == "O":
             return x.copy()
         return np.vectorize(lambda v: str(v), otypes=[object])(x).astype(object)
-    if src == object:
+    if src.kind == "O":
         return x.astype(np.float64).astype(dt) if dt.kind != "b" else x.astype(dt)
     if dt.name in _F8:
         return _to_float8(x, dt, saturate)

@@ -70,8 +70,8 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: Attrs) ->
         wg = w[g * mg:(g + 1) * mg]
         for kidx in itertools.product(*(range(v) for v in k)):
             patch = window(xg, kidx, s, d, out)
-            y[:, g * mg:(g + 1) * mg] += np.einsum("nc...,mc->nm...", patch,
-                                                   wg[(slice(None), slice(None), *kidx)])
+            wk = wg[(slice(None), slice(None), *kidx)]  # type: ignore[arg-type]
+            y[:, g * mg:(g + 1) * mg] += np.einsum("nc...,mc->nm...", patch, wk)
     if b is not None:
         y += b.reshape(1, -1, *([1] * nd))
     return y

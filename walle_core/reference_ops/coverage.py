@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     supported = len(by["pass"]) + len(by["fail"])
     print(f"cases total:     {len(results)}")
     print(f"supported:       {supported}")
-    print(f"passed:          {len(by['pass'])}  ({100 * len(by['pass']) / max(1, len(results)):.1f}%"
-          " of total)")
+    share = 100 * len(by["pass"]) / max(1, len(results))
+    print(f"passed:          {len(by['pass'])}  ({share:.1f}% of total)")
     print(f"failed:          {len(by['fail'])}")
     print(f"unsupported:     {len(by['unsupported'])}")
     for r in by["fail"]:

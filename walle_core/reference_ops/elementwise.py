@@ -10,7 +10,7 @@ import numpy as np
 from walle_core.reference_ops._util import arr
 from walle_core.reference_ops.registry import register
 
-Inputs = list[np.ndarray | None]
+Inputs = list[Any]
 
 
 def _unary(op: str, fn: Callable[[np.ndarray], Any]) -> None:
@@ -30,14 +30,15 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.array([math.erf(v) for v in flat], dtype=np.float64).reshape(x.shape)
 
 
-for _name, _fn in {
+_UNARY: dict[str, Callable[[np.ndarray], Any]] = {
     "Abs": np.abs, "Neg": np.negative, "Ceil": np.ceil, "Floor": np.floor,
     "Round": np.round,  # round half to even, as ONNX specifies
     "Sqrt": np.sqrt, "Exp": np.exp, "Log": np.log, "Reciprocal": np.reciprocal,
     "Sin": np.sin, "Cos": np.cos, "Tan": np.tan, "Asin": np.arcsin, "Acos": np.arccos,
     "Atan": np.arctan, "Sinh": np.sinh, "Cosh": np.cosh, "Tanh": np.tanh, "Asinh": np.arcsinh,
     "Acosh": np.arccosh, "Atanh": np.arctanh, "Sign": np.sign, "Erf": _erf,
-}.items():
+}
+for _name, _fn in _UNARY.items():
     _unary(_name, _fn)
 
 

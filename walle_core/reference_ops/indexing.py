@@ -5,7 +5,6 @@ Negative indices count from the end of the indexed axis everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ Inputs = list[Any]
 Attrs = dict[str, Any]
 
 
-def _fix(idx: np.ndarray, n: int) -> np.ndarray:
+def _fix(idx: np.ndarray, n: Any) -> np.ndarray:
     idx = idx.astype(np.int64)
     return np.where(idx < 0, idx + n, idx)
 
@@ -54,7 +53,7 @@ def gather_nd(inputs: Inputs, attrs: Attrs, opset: int) -> list[np.ndarray]:
     return [res.reshape(*idx.shape[:-1], *x.shape[bd + k:])]
 
 
-_REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
+_REDUCERS: dict[str, Any] = {
     "add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum,
 }
 
@@ -67,7 +66,7 @@ def scatter_elements(inputs: Inputs, attrs: Attrs, opset: int) -> list[np.ndarra
     y = x.copy()
     red = attrs.get("reduction", "none")
     # Full coordinates of each update element, the axis coordinate replaced by the index.
-    coords = list(np.indices(idx.shape, sparse=False))
+    coords: list[Any] = list(np.indices(idx.shape, sparse=False))
     coords[axis] = idx
     key = tuple(coords)
     if red == "none":

@@ -124,7 +124,7 @@ def slice_(inputs: Inputs, attrs: Attrs, opset: int) -> list[np.ndarray]:
 
 @register("Tile")
 def tile(inputs: Inputs, attrs: Attrs, opset: int) -> list[np.ndarray]:
-    return [np.tile(inputs[0], ints(inputs[1]))]
+    return [np.tile(inputs[0], ints(inputs[1]) or [])]
 
 
 @register("Expand")
@@ -140,7 +140,8 @@ def pad(inputs: Inputs, attrs: Attrs, opset: int) -> list[np.ndarray]:
     x = inputs[0]
     mode = attrs.get("mode", "constant")
     if opset < 11:
-        pads, value, axes = attrs.get("pads") or attrs.get("paddings"), attrs.get("value", 0.0), None
+        pads = attrs.get("pads") or attrs.get("paddings")
+        value, axes = attrs.get("value", 0.0), None
     else:
         pads = ints(inputs[1])
         v = opt_input(inputs, 2)
@@ -157,7 +158,8 @@ def pad(inputs: Inputs, attrs: Attrs, opset: int) -> list[np.ndarray]:
     if mode == "constant":
         y = np.pad(x, pos, mode="constant", constant_values=value)
     else:
-        y = np.pad(x, pos, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode])
+        np_mode: Any = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode]
+        y = np.pad(x, pos, mode=np_mode)
     crop = tuple(slice(-min(b, 0), y.shape[i] + min(e, 0)) for i, (b, e) in enumerate(width))
     return [y[crop].astype(x.dtype, copy=False)]
 
@@ -201,7 +203,7 @@ def reverse_sequence(inputs: Inputs, attrs: Attrs, opset: int) -> list[np.ndarra
     batch_axis, time_axis = attrs.get("batch_axis", 1), attrs.get("time_axis", 0)
     y = x.copy()
     for b, n in enumerate(lens):
-        src = [slice(None)] * x.ndim
+        src: list[Any] = [slice(None)] * x.ndim
         src[batch_axis], src[time_axis] = b, slice(0, int(n))
         dst = list(src)
         dst[time_axis] = slice(int(n) - 1, None, -1) if n > 0 else slice(0, 0)
