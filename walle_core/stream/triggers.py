@@ -160,6 +160,8 @@ class TriggerEngine:
             self._cancel(state, event, ts)
         if landed:
             fired = self._land(landed, key, state, ts, fired)
+            if fired is not None and len(fired) > 1:
+                fired = self._one_per_task(fired)
         if not (state.active or state.gaps or state.wild):
             if not state.pending:
                 del self.keys[key]
@@ -231,6 +233,16 @@ class TriggerEngine:
             fired.append(match)
             self.fired += 1
         return fired
+
+    def _one_per_task(self, fired: list[Match]) -> list[Match]:
+        """A task fires at most once per key and event: with its shortest window."""
+        best: dict[tuple[str, str], Match] = {}
+        for match in fired:
+            seen = best.get((match.task, match.key))
+            if seen is None or len(match.events) < len(seen.events):
+                best[(match.task, match.key)] = match
+        self.fired -= len(fired) - len(best)
+        return list(best.values())
 
     def _add_pending(self, key: str, state: KeyState, pending: _Pending) -> None:
         state.pending.append(pending)
