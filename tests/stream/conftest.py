@@ -1,4 +1,4 @@
-"""Shared helpers for the stream runtime tests: the IPV task, its batch reference, event builders."""
+"""Shared helpers for the stream tests: the IPV task, its batch reference, event builders."""
 
 from __future__ import annotations
 

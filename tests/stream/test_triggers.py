@@ -1,4 +1,4 @@
-"""Pattern semantics of the trie: exact, glob, any, predicates, repetition, gaps, limits, negation."""
+"""Pattern semantics of the trie: ids, globs, predicates, repetition, gaps, limits, negation."""
 
 from __future__ import annotations
 
