@@ -1,0 +1,70 @@
+"""Result records shared by the worker, the harness and the CLI (plain dataclasses, JSON-able)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """Outcome of one runner on one model."""
+
+    OK = "ok"
+    NOT_INSTALLED = "not installed"
+    NO_SOURCE = "no torch source"
+    FAILED = "failed"
+
+
+@dataclass
+class RunnerResult:
+    """One runner's measurement of one model, as taken in its own subprocess."""
+
+    runner: str
+    status: Status
+    message: str = ""
+    version: str = ""
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    runs: int = 0
+    load_ms: float | None = None
+    peak_mb: float | None = None
+    # walle median / this runner's median, filled by the harness from the same bench run.
+    ratio: float | None = None
+    # max |this output - reference output| over all outputs; reference named in BenchReport.
+    max_diff: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunnerResult:
+        fields = dict(data)
+        fields["status"] = Status(fields["status"])
+        return cls(**fields)
+
+
+@dataclass
+class BenchReport:
+    """All runners on one model, with the settings they ran under."""
+
+    model: str
+    path: str
+    threads: int
+    warmup: int
+    runs: int
+    reference: str | None = None
+    results: list[RunnerResult] = field(default_factory=list)
+
+    def get(self, runner: str) -> RunnerResult | None:
+        for result in self.results:
+            if result.runner == runner:
+                return result
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["results"] = [r.to_json() for r in self.results]
+        return data
