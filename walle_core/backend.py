@@ -9,8 +9,14 @@ imported inside :meth:`Backend.probe` and the execution methods, never at module
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from walle_core.ir.primitives import PRIMITIVE_KINDS, Primitive, Step, TensorSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -76,3 +82,61 @@ class Backend:
         """Run a real smoke operation and list the devices. Must not raise for a missing runtime:
         return ``Availability.unavailable(reason)``; raising is reported as an error."""
         raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# Execution contract. A session plans a primitive program (walle_core.ir.primitives), lays its
+# tensors out in one arena per backend, then calls, per step, the callable ``compile`` returned.
+# Buffers are opaque to the core: whatever ``allocate``/``view``/``constant`` return is handed
+# back to the same backend's kernels, ``upload`` and ``download``.
+# --------------------------------------------------------------------------------------------
+
+CompiledStep = Callable[[Sequence[Any], Sequence[Any]], None]
+
+
+class ExecutionBackend(Backend):
+    """A backend that executes primitive programs (what a session needs beyond ``probe``).
+
+    Lifecycle: ``backend = cls(threads=...)``; per plan ``arena = allocate(nbytes)``, buffers via
+    ``view(arena, offset, spec)`` and ``constant(array)``; per step ``fn = compile(step, ins,
+    outs)`` then ``fn(in_buffers, out_buffers)`` (absent inputs are ``None``); ``upload`` /
+    ``download`` move data between numpy and buffers; ``sync`` waits for queued work.
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def supports(self, primitive: Primitive) -> bool:
+        """Whether :meth:`compile` accepts this primitive (with these parameters)."""
+        return primitive.kind in PRIMITIVE_KINDS and primitive.kind != "Kernel"
+
+    def native_ops(self) -> set[tuple[str, str]]:
+        """Composite ``(domain, op_type)`` this backend runs as one :class:`Kernel` step."""
+        return set()
+
+    def prefers_native(self, domain: str, op_type: str) -> bool:
+        """True to run a composite op natively even when geometry can decompose it."""
+        return False
+
+    def allocate(self, nbytes: int) -> Any:
+        raise NotImplementedError
+
+    def view(self, arena: Any, offset: int, spec: TensorSpec) -> Any:
+        raise NotImplementedError
+
+    def constant(self, array: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def upload(self, array: np.ndarray, buffer: Any) -> None:
+        raise NotImplementedError
+
+    def download(self, buffer: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def compile(
+        self, step: Step, inputs: Sequence[TensorSpec | None], outputs: Sequence[TensorSpec]
+    ) -> CompiledStep:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        """Wait until every launched step has finished (no-op for synchronous backends)."""

@@ -1,18 +1,39 @@
 """The reference backend: plain numpy, the living definition of every primitive.
 
-Registered under ``walle.backends`` as ``reference`` exactly like an external backend.
+Registered under ``walle.backends`` as ``reference`` exactly like an external backend. Every
+other backend is tested against it, so kernels here favour being obviously right over speed:
+buffers are numpy views into one uint8 arena, each primitive is a few numpy calls. Composite ops
+that geometry does not lower run through ``walle_core.reference_ops`` kernels.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import platform
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
-from walle_core.backend import Availability, Backend, Device
-from walle_core.hostinfo import cpu_model, usable_cores
+import numpy as np
+
+from walle_core.backend import Availability, CompiledStep, Device, ExecutionBackend
+from walle_core.ir.errors import ExecutionError
+from walle_core.ir.primitives import (
+    Cast,
+    Elementwise,
+    Kernel,
+    Loop,
+    MatMul,
+    Primitive,
+    Raster,
+    Reduce,
+    Region,
+    Step,
+    TensorSpec,
+)
 from walle_core.plugin import PLUGIN_API_VERSION
+from walle_core.runtime import numpy_kernels as nk
 
 
-class ReferenceBackend(Backend):
+class ReferenceBackend(ExecutionBackend):
     """Pure-numpy reference implementation of every primitive (the definition others match)."""
 
     name: ClassVar[str] = "reference"
@@ -28,9 +49,133 @@ class ReferenceBackend(Backend):
         if not np.array_equal(got, np.array([[5, 14], [14, 50]], dtype=np.float32)):
             return Availability.unavailable(f"numpy matmul smoke test gave {got.tolist()}")
         cpu = Device(
-            name=cpu_model(),
+            name=platform.processor() or platform.machine(),
             kind="cpu",
             platform=f"numpy {np.__version__}",
-            details={"cores": usable_cores()},
         )
         return Availability(ok=True, devices=(cpu,))
+
+    def supports(self, primitive: Primitive) -> bool:
+        if isinstance(primitive, Kernel):
+            return (primitive.domain, primitive.op_type) in self.native_ops()
+        return True
+
+    def native_ops(self) -> set[tuple[str, str]]:
+        try:
+            from walle_core.reference_ops import supported_ops
+        except ImportError:
+            return set()
+        return {("" if d == "ai.onnx" else d, op) for d, op in supported_ops()}
+
+    def allocate(self, nbytes: int) -> np.ndarray:
+        return np.empty(max(nbytes, 1), dtype=np.uint8)
+
+    def view(self, arena: np.ndarray, offset: int, spec: TensorSpec) -> np.ndarray:
+        if spec.dtype.name == "string":
+            return np.empty(spec.shape, dtype=object)
+        raw = arena[offset:offset + spec.nbytes]
+        return raw.view(spec.dtype.np).reshape(spec.shape)
+
+    def constant(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array)
+
+    def upload(self, array: np.ndarray, buffer: np.ndarray) -> None:
+        np.copyto(buffer, array.reshape(buffer.shape), casting="unsafe")
+
+    def download(self, buffer: np.ndarray) -> np.ndarray:
+        return np.array(buffer, copy=True)
+
+    def compile(
+        self, step: Step, inputs: Sequence[TensorSpec | None], outputs: Sequence[TensorSpec]
+    ) -> CompiledStep:
+        prim = step.prim
+        origin = step.origin
+
+        def run(ins: Sequence[Any], outs: Sequence[Any]) -> None:
+            try:
+                with np.errstate(all="ignore"):
+                    execute(prim, list(ins), list(outs))
+            except ExecutionError:
+                raise
+            except Exception as exc:
+                raise ExecutionError(
+                    f"{prim.kind} from node {origin!r} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+
+        return run
+
+
+def execute(prim: Primitive, ins: list[Any], outs: list[Any]) -> None:
+    """Run ``prim`` reading numpy arrays ``ins`` and writing into ``outs`` in place."""
+    if isinstance(prim, Raster):
+        raster(prim, ins, outs[0])
+    elif isinstance(prim, Elementwise):
+        result = nk.evaluate(prim.expr, ins, outs[0].shape)
+        np.copyto(outs[0], np.asarray(result).astype(outs[0].dtype, copy=False), casting="unsafe")
+    elif isinstance(prim, Reduce):
+        np.copyto(outs[0], nk.reduce(prim, ins[0]).astype(outs[0].dtype, copy=False).reshape(
+            outs[0].shape))
+    elif isinstance(prim, MatMul):
+        np.copyto(outs[0], nk.matmul(prim, ins[0], ins[1], ins[2]), casting="unsafe")
+    elif isinstance(prim, Cast):
+        np.copyto(outs[0], ins[0].astype(outs[0].dtype), casting="unsafe")
+    elif isinstance(prim, Loop):
+        nk.loop(prim, ins, outs[0])
+    elif isinstance(prim, Kernel):
+        kernel(prim, ins, outs)
+    else:
+        raise ExecutionError(f"reference backend has no primitive {prim.kind}")
+
+
+def region_view(flat: np.ndarray, offset: int, strides: tuple[int, ...],
+                size: tuple[int, ...]) -> np.ndarray:
+    item = flat.itemsize
+    base = flat[offset:] if offset < flat.size else flat[:0]
+    return np.lib.stride_tricks.as_strided(
+        base, shape=size, strides=tuple(s * item for s in strides)
+    )
+
+
+def raster(prim: Raster, ins: list[np.ndarray], out: np.ndarray) -> None:
+    """Fill, then copy (or add) each region; views via as_strided on flat buffers."""
+    flat = out.reshape(-1)
+    if prim.fill is not None:
+        flat.fill(prim.fill)
+    for r in prim.regions:
+        if r.count == 0:
+            continue
+        check_region(r, ins[r.src].size, flat.size)
+        src = region_view(ins[r.src].reshape(-1), r.src_offset, r.src_strides, r.size)
+        dst = region_view(flat, r.dst_offset, r.dst_strides, r.size)
+        if prim.accumulate:
+            dst += src
+        else:
+            dst[...] = src
+
+
+def check_region(r: Region, src_size: int, dst_size: int) -> None:
+    """Guard as_strided: every addressed element must lie inside its buffer."""
+    for off, strides, limit, what in ((r.src_offset, r.src_strides, src_size, "source"),
+                                      (r.dst_offset, r.dst_strides, dst_size, "destination")):
+        lo = off + sum(min(0, s * (n - 1)) for s, n in zip(strides, r.size, strict=True))
+        hi = off + sum(max(0, s * (n - 1)) for s, n in zip(strides, r.size, strict=True))
+        if lo < 0 or hi >= limit:
+            raise ExecutionError(f"region {r} reaches outside its {what} ({limit} elements)")
+
+
+def kernel(prim: Kernel, ins: list[Any], outs: list[Any]) -> None:
+    from walle_core.reference_ops import get_kernel
+
+    fn = get_kernel(prim.op_type, prim.domain)
+    if fn is None:
+        raise ExecutionError(f"no reference kernel for {prim.domain or 'ai.onnx'}::{prim.op_type}")
+    results = fn(ins, prim.attrs, prim.opset)
+    for out, res in zip(outs, results, strict=False):
+        if out is None:
+            continue
+        res = np.asarray(res)
+        if res.shape != out.shape:
+            raise ExecutionError(
+                f"{prim.op_type} kernel returned shape {res.shape}, planned {out.shape}"
+            )
+        np.copyto(out, res, casting="unsafe")

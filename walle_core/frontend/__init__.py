@@ -1,1 +1,1 @@
-"""(filled in by its issue)"""
+"""Frontends turn a model format into the IR; nothing after them knows the source format."""

@@ -1,0 +1,200 @@
+"""ONNX protobuf → IR graph: values, types (with symbolic dims), attributes, subgraphs.
+
+Value types come from the model's own declarations completed by ONNX shape inference (best
+effort: the engine re-derives concrete shapes when it plans, this is for metadata and
+``walle model inspect``). ``Constant`` nodes become constant values here, the first step of
+constant folding; the planner folds the rest once input shapes are known.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from walle_core.ir import dtypes
+from walle_core.ir.errors import ModelError
+from walle_core.ir.graph import Dim, Graph, Node, TensorType, Value
+
+
+def _tensor_type(tp: onnx.TypeProto) -> TensorType | None:
+    if not tp.HasField("tensor_type"):
+        return None
+    tt = tp.tensor_type
+    try:
+        dtype = dtypes.from_onnx(tt.elem_type)
+    except KeyError:
+        return None
+    if not tt.HasField("shape"):
+        return TensorType(dtype, None)
+    dims: list[Dim] = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return TensorType(dtype, tuple(dims))
+
+
+def to_array(tensor: onnx.TensorProto, label: str) -> np.ndarray:
+    """Decode a tensor proto, rejecting data whose size disagrees with its dims."""
+    try:
+        return np.asarray(numpy_helper.to_array(tensor))
+    except Exception as exc:
+        raise ModelError(f"{label}: tensor {tensor.name!r} cannot be decoded ({exc})") from None
+
+
+def _constant_value(node: onnx.NodeProto, label: str) -> np.ndarray:
+    for attr in node.attribute:
+        name = attr.name
+        if name == "value":
+            return to_array(attr.t, label)
+        if name == "sparse_value":
+            return _sparse_to_dense(attr.sparse_tensor, label)
+        if name == "value_float":
+            return np.array(attr.f, dtype=np.float32)
+        if name == "value_floats":
+            return np.array(list(attr.floats), dtype=np.float32)
+        if name == "value_int":
+            return np.array(attr.i, dtype=np.int64)
+        if name == "value_ints":
+            return np.array(list(attr.ints), dtype=np.int64)
+        if name == "value_string":
+            return np.array(attr.s.decode("utf-8", "replace"), dtype=object)
+        if name == "value_strings":
+            return np.array([s.decode("utf-8", "replace") for s in attr.strings], dtype=object)
+    raise ModelError(f"{label}: Constant node {node.name!r} has no value attribute")
+
+
+def _sparse_to_dense(sparse: onnx.SparseTensorProto, label: str) -> np.ndarray:
+    values = to_array(sparse.values, label)
+    indices = to_array(sparse.indices, label).astype(np.int64)
+    shape = tuple(int(d) for d in sparse.dims)
+    dense = np.zeros(shape, dtype=values.dtype)
+    if indices.ndim == 1:
+        dense.reshape(-1)[indices] = values
+    else:
+        dense[tuple(indices.T)] = values
+    return dense
+
+
+class _Converter:
+    def __init__(self, label: str, opsets: dict[str, int]) -> None:
+        self.label = label
+        self.opsets = opsets
+
+    def attribute(self, attr: onnx.AttributeProto, scope: dict[str, Value]) -> Any:
+        kind = attr.type
+        A = onnx.AttributeProto
+        if kind == A.FLOAT:
+            return float(attr.f)
+        if kind == A.INT:
+            return int(attr.i)
+        if kind == A.STRING:
+            return attr.s.decode("utf-8", "replace")
+        if kind == A.TENSOR:
+            return to_array(attr.t, self.label)
+        if kind == A.SPARSE_TENSOR:
+            return _sparse_to_dense(attr.sparse_tensor, self.label)
+        if kind == A.GRAPH:
+            return self.graph(attr.g, dict(scope))
+        if kind == A.FLOATS:
+            return [float(f) for f in attr.floats]
+        if kind == A.INTS:
+            return [int(i) for i in attr.ints]
+        if kind == A.STRINGS:
+            return [s.decode("utf-8", "replace") for s in attr.strings]
+        if kind == A.TENSORS:
+            return [to_array(t, self.label) for t in attr.tensors]
+        if kind == A.GRAPHS:
+            return [self.graph(g, dict(scope)) for g in attr.graphs]
+        if kind == A.TYPE_PROTO:
+            return attr.tp
+        raise ModelError(f"{self.label}: attribute {attr.name!r} has unknown type {kind}")
+
+    def graph(self, g: onnx.GraphProto, scope: dict[str, Value]) -> Graph:
+        types = {vi.name: _tensor_type(vi.type) for vi in [*g.value_info, *g.output, *g.input]}
+        values: dict[str, Value] = scope
+
+        def define(name: str) -> Value:
+            v = Value(name, types.get(name))
+            values[name] = v
+            return v
+
+        inits = []
+        for t in g.initializer:
+            v = define(t.name)
+            v.const = to_array(t, self.label)
+            v.type = TensorType(dtypes.from_numpy(v.const.dtype), tuple(v.const.shape))
+            inits.append(v)
+        for sp in g.sparse_initializer:
+            v = define(sp.values.name)
+            v.const = _sparse_to_dense(sp, self.label)
+            inits.append(v)
+        init_names = {v.name for v in inits}
+        inputs = [values[i.name] if i.name in init_names else define(i.name) for i in g.input]
+        nodes = []
+        for index, n in enumerate(g.node):
+            node = self.node(n, index, values, types)
+            if node is not None:
+                nodes.append(node)
+        outputs = []
+        for o in g.output:
+            if o.name not in values:
+                raise ModelError(f"{self.label}: graph output {o.name!r} is never produced")
+            outputs.append(values[o.name])
+        return Graph(g.name, inputs, outputs, nodes, inits, dict(self.opsets), g.doc_string)
+
+    def node(
+        self, n: onnx.NodeProto, index: int, values: dict[str, Value],
+        types: dict[str, TensorType | None],
+    ) -> Node | None:
+        name = n.name or f"{n.op_type}_{index}"
+        if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.output) == 1:
+            v = Value(n.output[0])
+            v.const = _constant_value(n, self.label)
+            dt = dtypes.from_numpy(v.const.dtype)
+            v.type = TensorType(dt, tuple(v.const.shape))
+            values[v.name] = v
+            return None
+        inputs: list[Value | None] = []
+        for i in n.input:
+            if i == "":
+                inputs.append(None)
+            elif i in values:
+                inputs.append(values[i])
+            else:
+                raise ModelError(
+                    f"{self.label}: node {name!r} ({n.op_type}) reads {i!r}, which no node, "
+                    "input or initializer defines"
+                )
+        attrs = {a.name: self.attribute(a, values) for a in n.attribute}
+        outputs = []
+        for o in n.output:
+            v = Value(o, types.get(o)) if o else Value(f"{name}:unused:{len(outputs)}")
+            if o:
+                values[o] = v
+            outputs.append(v)
+        domain = "" if n.domain == "ai.onnx" else n.domain
+        return Node(n.op_type, inputs, outputs, attrs, domain, name)
+
+
+def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    except Exception:  # inference is best effort; the planner derives concrete shapes anyway
+        return proto
+
+
+def convert_model(proto: onnx.ModelProto, label: str) -> Graph:
+    """Build the IR graph of ``proto`` (already parsed and checked)."""
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): int(o.version)
+              for o in proto.opset_import}
+    inferred = _infer(proto)
+    graph = _Converter(label, opsets).graph(inferred.graph, {})
+    graph.doc = proto.doc_string
+    return graph

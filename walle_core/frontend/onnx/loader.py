@@ -1,0 +1,96 @@
+"""Reading ONNX files safely: every failure becomes a :class:`ModelError` naming its cause.
+
+Parsing, the ONNX checker, external data and shape inference all raise their own exception
+types (protobuf DecodeError, ValidationError, OSError, ...); users get one error type with the
+file and the reason instead of a traceback from a library they never called.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from walle_core.frontend.onnx.convert import convert_model
+from walle_core.ir.errors import ModelError, WalleError
+from walle_core.ir.graph import Graph
+
+MIN_OPSET = 7
+
+
+def _parse(data: bytes, label: str) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception as exc:  # protobuf raises DecodeError or RuntimeWarning-like errors
+        raise ModelError(f"{label}: not a valid ONNX protobuf ({exc})") from None
+    if not model.HasField("graph"):
+        raise ModelError(f"{label}: ONNX model has no graph (not an ONNX model file?)")
+    return model
+
+
+def _read(model: str | os.PathLike[str] | bytes | onnx.ModelProto) -> tuple[Any, str, str]:
+    if isinstance(model, onnx.ModelProto):
+        return model, "<ModelProto>", ""
+    if isinstance(model, bytes | bytearray | memoryview):
+        return _parse(bytes(model), "<bytes>"), "<bytes>", ""
+    path = Path(model)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror})") from None
+    return _parse(data, str(path)), str(path), str(path.parent)
+
+
+def _check_opsets(proto: onnx.ModelProto, label: str) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    if not proto.opset_import:
+        raise ModelError(f"{label}: model declares no opset_import")
+    for imp in proto.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version > newest:
+            raise ModelError(
+                f"{label}: opset {imp.version} is newer than the installed onnx defines "
+                f"({newest}); upgrade onnx or export with opset <= {newest}"
+            )
+
+
+def _load_external(proto: onnx.ModelProto, base_dir: str, label: str) -> None:
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    if not any(uses_external_data(t) for t in proto.graph.initializer):
+        return
+    if not base_dir:
+        raise ModelError(f"{label}: model uses external data; load it from a path, not bytes")
+    try:
+        load_external_data_for_model(proto, base_dir)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{label}: cannot load external data ({exc})") from None
+    except Exception as exc:
+        raise ModelError(f"{label}: external data is invalid ({exc})") from None
+
+
+def load_model(
+    model: str | os.PathLike[str] | bytes | onnx.ModelProto, check: bool = True
+) -> Graph:
+    """Load ``model`` into the IR; raises :class:`ModelError` for anything malformed."""
+    proto, label, base_dir = _read(model)
+    _check_opsets(proto, label)
+    _load_external(proto, base_dir, label)
+    if check:
+        try:
+            onnx.checker.check_model(proto)
+        except onnx.checker.ValidationError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
+            raise ModelError(f"{label}: ONNX checker rejected the model: {first}") from None
+        except Exception as exc:  # the C++ checker may raise plain exceptions on garbage
+            raise ModelError(f"{label}: ONNX checker failed: {exc}") from None
+    try:
+        return convert_model(proto, label)
+    except WalleError:
+        raise
+    except Exception as exc:  # anything unforeseen in a malformed proto
+        raise ModelError(f"{label}: cannot convert model ({type(exc).__name__}: {exc})") from None
