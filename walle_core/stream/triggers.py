@@ -158,8 +158,17 @@ class TriggerEngine:
                     landed[target] = new_start
         if state.pending and (self._neg_any or eid in self._neg_ids):
             self._cancel(state, event, ts)
-        if landed:
-            fired = self._land(landed, key, state, ts, fired)
+        if landed:  # _land, inlined: this runs for most events
+            active = state.active
+            for node, start in landed.items():
+                if node.tasks:
+                    fired = self._complete(node, start, key, state, ts, fired)
+                if node.edges:
+                    old = active.get(node)
+                    if old is None or old[0] < start[0]:
+                        active[node] = start
+                if node.closure:
+                    self._enter_gaps(node, start, state)
             if fired is not None and len(fired) > 1:
                 fired = self._one_per_task(fired)
         if not (state.active or state.gaps or state.wild):
@@ -192,28 +201,19 @@ class TriggerEngine:
             if moved:
                 del waiting[node]
 
-    def _land(self, landed: Cursors, key: str, state: KeyState, ts: int,
-              fired: list[Match] | None) -> list[Match] | None:
-        active = state.active
-        for node, start in landed.items():
-            if node.tasks:
-                fired = self._complete(node, start, key, state, ts, fired)
-            if node.edges:
-                old = active.get(node)
-                if old is None or old[0] < start[0]:
-                    active[node] = start
-            for gap in node.closure:
-                wake = gap.wake
-                if wake is None:
-                    waiting = state.wild
-                else:
-                    waiting = state.gaps.get(wake)  # type: ignore[assignment]
-                    if waiting is None:
-                        waiting = state.gaps[wake] = {}
-                old = waiting.get(gap)
-                if old is None or old[0] < start[0]:
-                    waiting[gap] = start
-        return fired
+    @staticmethod
+    def _enter_gaps(node: Node, start: Start, state: KeyState) -> None:
+        for gap in node.closure:
+            wake = gap.wake
+            if wake is None:
+                waiting = state.wild
+            else:
+                waiting = state.gaps.get(wake)  # type: ignore[assignment]
+                if waiting is None:
+                    waiting = state.gaps[wake] = {}
+            old = waiting.get(gap)
+            if old is None or old[0] < start[0]:
+                waiting[gap] = start
 
     def _complete(self, node: Node, start: Start, key: str, state: KeyState, ts: int,
                   fired: list[Match] | None) -> list[Match] | None:
