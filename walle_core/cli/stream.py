@@ -152,7 +152,8 @@ def bench(
     typer.echo(f"events {result['events']:,}  tasks {result['tasks']}  trie nodes {trie['nodes']} "
                f"(variants {trie['variants']})  triggers fired {result['triggers_fired']:,}")
     typer.echo(f"python loop floor   {result['loop_events_per_s']:>14,.0f} events/s")
-    typer.echo(f"trie (100 tasks)    {result['trie_events_per_s']:>14,.0f} events/s   "
+    label = f"trie ({result['tasks']} tasks)"
+    typer.echo(f"{label:<20}{result['trie_events_per_s']:>14,.0f} events/s   "
                f"(runs: {result['trie_events_per_s_all']})")
     typer.echo(f"full runtime        {result['runtime_events_per_s']:>14,.0f} events/s")
     typer.echo(f"exit-to-stored-feature latency p50 {result['latency_p50_ms'] * 1000:.1f} us, "
