@@ -77,7 +77,7 @@ class ReferenceBackend(ExecutionBackend):
         return raw.view(spec.dtype.np).reshape(spec.shape)
 
     def constant(self, array: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(array)
+        return np.asarray(array, order="C")
 
     def upload(self, array: np.ndarray, buffer: np.ndarray) -> None:
         np.copyto(buffer, array.reshape(buffer.shape), casting="unsafe")

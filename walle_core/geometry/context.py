@@ -96,7 +96,7 @@ class NodeContext:
         return self.builder.new_slot(shape, dtype)
 
     def const_slot(self, value: np.ndarray) -> int:
-        return self.builder.const_slot(np.ascontiguousarray(value))
+        return self.builder.const_slot(np.asarray(value, order="C"))
 
     def emit(self, prim: Primitive, inputs: list[int], outputs: list[int]) -> None:
         self.builder.emit(prim, inputs, outputs, self.name)

@@ -31,7 +31,7 @@ def _pads(ctx: NodeContext, sp: tuple[int, ...], k: list[int], s: list[int], d: 
     if want or auto in ("SAME_UPPER", "SAME_LOWER"):
         want = list(want)[-r:] if want else [sp[i] * s[i] for i in range(r)]
         total = [full[i] - want[i] for i in range(r)]
-        upper = auto != "SAME_LOWER"
+        upper = auto == "SAME_UPPER"
         pb = [t // 2 if upper else t - t // 2 for t in total]
         return pb, [t - b for t, b in zip(total, pb, strict=True)], want
     pads = ctx.attr("pads") or [0] * (2 * r)

@@ -109,6 +109,11 @@ def _lower_binary(ctx: NodeContext) -> list[int]:
     if op == "BitShift":
         return _emit(ctx, ("shl" if ctx.attr("direction") == "LEFT" else "shr", X0, X1), slots)
     if op == "PRelu":
+        slope, x = ctx.shape(1), ctx.shape(0)
+        if len(slope) == 1 and len(x) > 2 and slope[0] == x[1] and slope[0] != x[-1]:
+            from walle_core.geometry.reshape import relabel
+
+            slots[1] = relabel(ctx, slots[1], (slope[0],) + (1,) * (len(x) - 2))
         return _emit(ctx, ("where", ("lt", X0, c(0)), ("mul", X0, X1), X0), slots)
     return _emit(ctx, (SIMPLE_BINARY[op], X0, X1), slots)
 

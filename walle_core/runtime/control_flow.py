@@ -25,6 +25,7 @@ def lower(planner: Planner, node: Node, ctx: NodeContext) -> list[int]:
         cond = ctx.need_const(0)
         branch: Graph = node.attrs["then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"]
         sub = planner.__class__(planner.graph, planner.backend, planner.builder, planner.env)
+        sub.eager = planner.eager
         sub.run_nodes(branch.nodes)
         return [sub.slot(v) for v in branch.outputs]
     values = [ctx.const(i) if ctx.has(i) else None for i in range(len(ctx.inputs))]
@@ -38,6 +39,7 @@ def lower(planner: Planner, node: Node, ctx: NodeContext) -> list[int]:
 def evaluate(planner: Planner, body: Graph, args: list[Any]) -> list[Any]:
     """Outputs of ``body`` with its inputs bound to the constants ``args``."""
     sub = planner.__class__(planner.graph, planner.backend, planner.builder, dict(planner.env))
+    sub.eager = True
     for value, arg in zip(body.inputs, args, strict=False):
         sub.env[id(value)] = planner.builder.const_slot(arg)
     sub.run_nodes(body.nodes)

@@ -93,6 +93,8 @@ def evaluate(expr: Expr, ins: list[Array], shape: tuple[int, ...]) -> Array:
 
 
 def _identity(op: str, dtype: np.dtype[Any]) -> Any:
+    if dtype.kind == "b":
+        return op in ("min", "argmin", "prod")
     if op in ("max", "argmax"):
         return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
     if op in ("min", "argmin"):

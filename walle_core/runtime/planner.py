@@ -20,7 +20,7 @@ from walle_core.geometry import REGISTRY, DataDependent, Decline, NodeContext
 from walle_core.geometry.context import Builder
 from walle_core.ir.errors import ShapeError, UnsupportedOp, UnsupportedOpsError, WalleError
 from walle_core.ir.graph import Graph, Node, Value
-from walle_core.ir.primitives import Kernel, Step, TensorSpec
+from walle_core.ir.primitives import Kernel, Raster, Step, TensorSpec
 from walle_core.runtime import control_flow
 
 RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
@@ -80,6 +80,7 @@ class Planner:
         self.builder = builder or Builder()
         self.env: dict[int, int] = env if env is not None else {}
         self.stats: dict[str, int] = {"folded": 0, "decomposed": 0, "native": 0}
+        self.eager = False  # eager plans must fold everything, however large
 
     def slot(self, value: Value) -> int:
         if id(value) not in self.env:
@@ -153,6 +154,15 @@ class Planner:
         ctx.emit(prim, ctx.inputs, outs)
         return outs
 
+    def _keep(self, step: Step) -> bool:
+        """Broadcasting rasters of constants stay in the program: folding them would store a
+        full-size constant (e.g. per-channel BatchNorm scales) instead of a transient buffer."""
+        if self.eager or not isinstance(step.prim, Raster):
+            return False
+        grown = self.builder.slots[step.outputs[0]].nbytes
+        source = sum(self.builder.slots[s].nbytes for s in step.inputs if s >= 0)
+        return source > 0 and grown > 4 * source + 65536
+
     def fold(self, mark: int) -> None:
         """Execute the new steps whose inputs are all constants (in order, so folding cascades)
         and keep only their results: constant folding, also inside a node's decomposition."""
@@ -164,7 +174,7 @@ class Planner:
         folded = 0
         with np.errstate(all="ignore"):
             for step in steps:
-                if not all(s < 0 or s in consts for s in step.inputs):
+                if not all(s < 0 or s in consts for s in step.inputs) or self._keep(step):
                     self.builder.steps.append(step)
                     continue
                 folded += 1
@@ -207,6 +217,7 @@ def plan(graph: Graph, backend: ExecutionBackend, specs: dict[str, TensorSpec],
          feeds: dict[str, np.ndarray] | None = None) -> Program:
     """Plan ``graph`` for input ``specs``; with ``feeds``, inputs are constants (eager mode)."""
     planner = Planner(graph, backend)
+    planner.eager = feeds is not None
     inputs = {}
     for value in graph.inputs:
         if value.name in specs:

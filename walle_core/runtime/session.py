@@ -91,22 +91,25 @@ class Session:
             ) -> dict[str, np.ndarray]:
         """Run the model; returns every output (or ``output_names``) by name."""
         arrays = self._validate(feeds)
+        if not all(isinstance(a, np.ndarray) for a in arrays.values()):
+            return self._run_eager({}, arrays, output_names)  # sequences: values, not buffers
         specs = {n: TensorSpec(tuple(a.shape), self._inputs[n].type.dtype  # type: ignore[union-attr]
                                if self._inputs[n].type is not None else _dtype(a))
                  for n, a in arrays.items()}
         exe = self._prepare(specs)
-        if exe is not None:
-            result = exe.run(arrays)
-        else:
-            program = plan(self.graph, self.backend, specs, arrays)
-            consts = program.builder.consts
-            result = {n: consts[s] for n, s in program.outputs}
-        if output_names is not None:
-            unknown = [n for n in output_names if n not in result]
-            if unknown:
-                raise InputError(f"unknown output(s) {unknown}; outputs are {list(result)}")
-            return {n: result[n] for n in output_names}
-        return result
+        if exe is None:
+            return self._run_eager(specs, arrays, output_names)
+        return _select(exe.run(arrays), output_names)
+
+    def _run_eager(self, specs: dict[str, TensorSpec], arrays: dict[str, Any],
+                   output_names: list[str] | None) -> dict[str, Any]:
+        for name, value in arrays.items():
+            specs.setdefault(name, TensorSpec((), self._inputs[name].type.dtype  # type: ignore[union-attr]
+                                              if self._inputs[name].type else _dtype(np.zeros(0))))
+        program = plan(self.graph, self.backend, specs, arrays)
+        consts = program.builder.consts
+        return _select({n: consts[s] for n, s in program.outputs}, output_names)
+
 
     def _validate(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
         expected = list(self._inputs)
@@ -165,3 +168,12 @@ def _info(v: Value) -> TensorInfo:
     if v.type is None:
         return TensorInfo(v.name, "unknown", None)
     return TensorInfo(v.name, v.type.dtype.name, v.type.shape)
+
+
+def _select(result: dict[str, Any], output_names: list[str] | None) -> dict[str, Any]:
+    if output_names is None:
+        return result
+    unknown = [n for n in output_names if n not in result]
+    if unknown:
+        raise InputError(f"unknown output(s) {unknown}; outputs are {list(result)}")
+    return {n: result[n] for n in output_names}
