@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,8 @@ def build(name: str, spec: Any, cache_dir: Path | None, seed: int, force: bool =
     inputs = example_inputs(name, seed)
     args = tuple(torch.from_numpy(a) for a in inputs)
     tmp = out / "model.onnx.partial"
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
         torch.onnx.export(module, args, str(tmp), input_names=list(spec.inputs),
                           output_names=list(spec.outputs), dynamic_axes=spec.dynamic,
                           opset_version=OPSET, dynamo=False, do_constant_folding=True)

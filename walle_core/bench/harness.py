@@ -118,6 +118,12 @@ def bench_model(
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
+    relate(report, outputs)
+    return report
+
+
+def relate(report: BenchReport, outputs: dict[str, dict[str, Any]]) -> None:
+    """Fill ``ratio`` (walle median / runner median) and ``max_diff`` (vs the reference)."""
     report.reference = _pick_reference(outputs)
     walle = report.get("walle")
     for result in report.results:
@@ -127,4 +133,3 @@ def bench_model(
             result.max_diff = max_abs_diff(outputs[result.runner], outputs[report.reference])
         if walle and walle.status is Status.OK and walle.median_ms and result.median_ms:
             result.ratio = walle.median_ms / result.median_ms
-    return report
