@@ -30,6 +30,26 @@ def _bijective_dims(r: Region, size: int) -> Dims | None:
     return dims
 
 
+def _split(dims: list[tuple[int, int, int]], inner: Dims) -> list[tuple[int, int, int]] | None:
+    """Split outer dims (src step, size, dst step) that walk across several inner dims in unit
+    steps into one dim per inner dim, so that each moves along a single inner dim."""
+    out: list[tuple[int, int, int]] = []
+    work = list(dims)
+    while work:
+        t, n, dt = work.pop(0)
+        if n == 1 or t == 0:
+            out.append((t, n, dt))
+            continue
+        for size, d, _ in inner:
+            if abs(t) == d and n > size and n % size == 0:
+                out.append((t, size, dt))
+                work.insert(0, (t * size, n // size, dt * size))
+                break
+        else:
+            out.append((t, n, dt))
+    return out
+
+
 def compose(outer: Region, inner: Region, dims: Dims, new_src: int) -> Region | None:
     """``outer`` reads what ``inner`` wrote; the equivalent region reading inner's source."""
     start, rest = [], outer.src_offset
@@ -38,26 +58,35 @@ def compose(outer: Region, inner: Region, dims: Dims, new_src: int) -> Region | 
         rest %= d
     if rest != 0 or any(s >= n for s, (n, _, _) in zip(start, dims, strict=True)):
         return None
+    walks = _split(list(zip(outer.src_strides, outer.size, outer.dst_strides, strict=True)), dims)
+    if walks is None:
+        return None
+    walks = [w for w in walks if w[1] > 1]
+    if len(walks) > 3:
+        return None
     lo, hi = list(start), list(start)
-    strides = []
-    for t, n in zip(outer.src_strides, outer.size, strict=True):
-        if n == 1 or t == 0:
-            strides.append(0)
+    mapped: list[tuple[int, int, int]] = []
+    for t, n, dt in walks:
+        if t == 0:
+            mapped.append((0, n, dt))
             continue
         for k, (size, d, s) in enumerate(dims):
             if abs(t) % d == 0 and abs(t) // d < size:
                 q = t // d
                 lo[k] += min(0, q * (n - 1))
                 hi[k] += max(0, q * (n - 1))
-                strides.append(q * s)
+                mapped.append((q * s, n, dt))
                 break
         else:
             return None
     if any(a < 0 or b >= dims[k][0] for k, (a, b) in enumerate(zip(lo, hi, strict=True))):
         return None
+    while len(mapped) < 3:
+        mapped.insert(0, (0, 1, 0))
     offset = inner.src_offset + sum(i * s for i, (_, _, s) in zip(start, dims, strict=True))
-    return Region(new_src, offset, (strides[0], strides[1], strides[2]), outer.dst_offset,
-                  outer.dst_strides, outer.size)
+    return Region(new_src, offset, (mapped[0][0], mapped[1][0], mapped[2][0]), outer.dst_offset,
+                  (mapped[0][2], mapped[1][2], mapped[2][2]),
+                  (mapped[0][1], mapped[1][1], mapped[2][1]))
 
 
 def _single_view(step: Step, slots: list[TensorSpec]) -> tuple[Region, Dims] | None:
