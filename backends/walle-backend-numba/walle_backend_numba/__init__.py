@@ -1,16 +1,29 @@
 """Walle's CPU SIMD backend, compiled with numba.
 
-numba is imported only inside :meth:`NumbaBackend.probe` (and, later, kernel compilation), so that
-listing backends never pays for LLVM's start-up.
+numba is imported only inside :meth:`NumbaBackend.probe` and the execution methods (kernel
+modules load on the first ``compile``), so that listing backends never pays for LLVM's
+start-up. Buffers are host numpy arrays, like the reference backend's: one uint8 arena, views
+by offset.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from walle_core.backend import Availability, Backend, Device
+from walle_core.backend import Availability, Device
 from walle_core.hostinfo import cpu_model, usable_cores
 from walle_core.plugin import PLUGIN_API_VERSION
+
+try:  # the execution contract; absent from cores older than the tensor engine
+    from walle_core.backend import ExecutionBackend as _Base
+except ImportError:  # pragma: no cover - probe-only core
+    from walle_core.backend import Backend as _Base  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from walle_core.ir.primitives import Primitive, Step, TensorSpec
 
 __all__ = ["NumbaBackend"]
 
@@ -38,8 +51,8 @@ def _simd_features() -> list[str]:
     return [flag for flag in _SIMD_FLAGS if features.get(flag)]
 
 
-class NumbaBackend(Backend):
-    """CPU SIMD kernels JIT-compiled with numba (LLVM)."""
+class NumbaBackend(_Base):
+    """CPU SIMD kernels JIT-compiled with numba (LLVM); numpy for whatever has no kernel."""
 
     name: ClassVar[str] = "numba"
     api_version: ClassVar[int] = PLUGIN_API_VERSION
@@ -67,6 +80,73 @@ class NumbaBackend(Backend):
             },
         )
         return Availability(ok=True, devices=(device,))
+
+    # ---- execution contract -------------------------------------------------------------
+
+    def __init__(self, threads: int | None = None) -> None:
+        super().__init__(threads)
+        from walle_backend_numba.threads import configure
+
+        self.threads_used = configure(threads)
+        self.compiled_steps = 0
+        self.fallback_steps = 0
+
+    def supports(self, primitive: Primitive) -> bool:
+        if primitive.kind == "Kernel":
+            key = (primitive.domain, primitive.op_type)  # type: ignore[attr-defined]
+            return key in self.native_ops()
+        return True
+
+    def native_ops(self) -> set[tuple[str, str]]:
+        """numba kernels for Conv; every other composite op runs the reference numpy kernel."""
+        try:
+            from walle_core.reference_ops import supported_ops
+        except ImportError:
+            return {("", "Conv")}
+        return {("" if d == "ai.onnx" else d, op) for d, op in supported_ops()} | {("", "Conv")}
+
+    def prefers_native(self, domain: str, op_type: str) -> bool:
+        # Native Conv skips im2col regions and the output transpose, and depthwise avoids a
+        # batch of M=1 GEMMs; unsupported Conv shapes fall back to the reference kernel.
+        return (domain, op_type) == ("", "Conv")
+
+    def allocate(self, nbytes: int) -> np.ndarray:
+        import numpy as np
+
+        return np.empty(max(nbytes, 1), dtype=np.uint8)
+
+    def view(self, arena: np.ndarray, offset: int, spec: TensorSpec) -> np.ndarray:
+        import numpy as np
+
+        if spec.dtype.name == "string":
+            return np.empty(spec.shape, dtype=object)
+        return arena[offset:offset + spec.nbytes].view(spec.dtype.np).reshape(spec.shape)
+
+    def constant(self, array: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        return np.ascontiguousarray(array)
+
+    def upload(self, array: np.ndarray, buffer: np.ndarray) -> None:
+        import numpy as np
+
+        np.copyto(buffer, array.reshape(buffer.shape), casting="unsafe")
+
+    def download(self, buffer: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        return np.array(buffer, copy=True)
+
+    def compile(self, step: Step, inputs: Sequence[TensorSpec | None],
+                outputs: Sequence[TensorSpec]) -> Any:
+        from walle_backend_numba.execution import compile_step
+
+        run, fast = compile_step(step, inputs, outputs)
+        if fast:
+            self.compiled_steps += 1
+        else:
+            self.fallback_steps += 1
+        return run
 
 
 def _llvm_version() -> str:

@@ -1,0 +1,126 @@
+"""Compiling one Step into a callable: the numba kernel when one fits, numpy otherwise.
+
+Every ``plan`` function returns None for parameters its kernel does not cover, and the step
+then runs through the reference backend's numpy code, so correctness never depends on a
+kernel existing. Buffers are numpy views into one uint8 arena (as in the reference backend),
+which numba kernels accept directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from walle_backend_numba import conv, elementwise, matmul, raster, reduce
+from walle_core.ir.errors import ExecutionError
+from walle_core.ir.primitives import (
+    Elementwise,
+    Kernel,
+    MatMul,
+    Primitive,
+    Raster,
+    Reduce,
+    Step,
+    TensorSpec,
+)
+from walle_core.reference_backend import execute
+
+Run = Callable[[list[Any], list[Any]], None]
+FAST_NATIVE = frozenset({("", "Conv")})
+_NUMBA_KINDS = frozenset("biuf")
+
+
+def numeric(spec: TensorSpec | None) -> bool:
+    if spec is None:
+        return True
+    dt = spec.dtype.np
+    return dt.kind in _NUMBA_KINDS and dt.name != "float16" and dt.isbuiltin == 1
+
+
+def plan_raster(prim: Raster, ins: Sequence[TensorSpec | None], out: TensorSpec) -> Run | None:
+    if not numeric(out) or any(s is not None and s.dtype != out.dtype for s in ins):
+        return None
+    for r in prim.regions:
+        src = ins[r.src]
+        if src is None or r.count == 0:
+            continue
+        try:
+            from walle_core.reference_backend import check_region
+
+            check_region(r, src.size, out.size)
+        except ExecutionError:
+            return None  # let the reference raise its error at run time
+    run = raster.plan(prim)
+    return None if run is None else (lambda i, o: run(i, o[0]))
+
+
+def plan_elementwise(prim: Elementwise, ins: Sequence[TensorSpec | None],
+                     out: TensorSpec) -> Run | None:
+    if any(s is None for s in ins) or not all(numeric(s) for s in [*ins, out]):
+        return None
+    specs = [s for s in ins if s is not None]
+    if any(s.size not in (1, out.size) for s in specs):
+        return None
+    scalar = [s.size == 1 and out.size != 1 for s in specs]
+    try:
+        kernel = elementwise.build(prim.expr, [s.dtype.np for s in specs], scalar,
+                                   out.dtype.np, out.size)
+    except elementwise.Unsupported:
+        return None
+
+    def run(i: list[Any], o: list[Any]) -> None:
+        kernel(o[0].reshape(-1), *(a.reshape(-1) for a in i))
+
+    return run
+
+
+def plan_step(prim: Primitive, ins: Sequence[TensorSpec | None],
+              outs: Sequence[TensorSpec]) -> Run | None:
+    """The kernel-backed runner for this step, or None to use numpy."""
+    if isinstance(prim, Raster):
+        return plan_raster(prim, ins, outs[0])
+    if isinstance(prim, Elementwise):
+        return plan_elementwise(prim, ins, outs[0])
+    if isinstance(prim, Reduce) and ins[0] is not None:
+        red = reduce.plan(prim, ins[0].shape, ins[0].dtype.np, outs[0].dtype.np)
+        return None if red is None else (lambda i, o: red(i[0], o[0]))
+    if isinstance(prim, MatMul) and ins[0] is not None and ins[1] is not None:
+        bias = ins[2] if len(ins) > 2 else None
+        mm = matmul.plan(prim, ins[0], ins[1], bias, outs[0])
+        return None if mm is None else (
+            lambda i, o: mm(i[0], i[1], i[2] if len(i) > 2 else None, o[0]))
+    if isinstance(prim, Kernel) and (prim.domain, prim.op_type) == ("", "Conv"):
+        if len(ins) < 2 or ins[0] is None or ins[1] is None:
+            return None
+        bias = ins[2] if len(ins) > 2 else None
+        cv = conv.plan(prim.attrs, ins[0], ins[1], bias, outs[0])
+        return None if cv is None else (
+            lambda i, o: cv(i[0], i[1], i[2] if len(i) > 2 else None, o[0]))
+    return None
+
+
+def compile_step(step: Step, ins: Sequence[TensorSpec | None],
+                 outs: Sequence[TensorSpec]) -> tuple[Run, bool]:
+    """(runner, uses_numba) for ``step``; errors name the primitive and its origin node."""
+    prim, origin = step.prim, step.origin
+    fast = plan_step(prim, ins, outs)
+
+    def fallback(i: list[Any], o: list[Any]) -> None:
+        with np.errstate(all="ignore"):
+            execute(prim, i, o)
+
+    body = fast or fallback
+
+    def run(i: Sequence[Any], o: Sequence[Any]) -> None:
+        try:
+            body(list(i), list(o))
+        except ExecutionError:
+            raise
+        except Exception as exc:
+            raise ExecutionError(
+                f"{prim.kind} from node {origin!r} failed on numba: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    return run, fast is not None

@@ -1,0 +1,107 @@
+"""MatMul: BLAS GEMM (np.matmul straight into the output buffer) plus a fused numba epilogue.
+
+Measured on the development machine (bench_kernels.py), OpenBLAS's packed GEMM beats a numba
+blocked loop at every size that matters for CNNs and transformers, so the GEMM itself goes to
+BLAS; what numba adds is the epilogue ``act(alpha * y + beta * bias)`` in one pass over the
+output, instead of numpy's three temporaries. Layout: row-major, batch dims broadcast as in
+np.matmul; the bias is a scalar, a length-N row, a length-M column, or the full output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+from walle_core.ir.primitives import MatMul, TensorSpec
+
+ACTS = {"": 0, "relu": 1, "clip": 2, "sigmoid": 3, "tanh": 4}
+NO_BIAS, SCALAR, ROW, FULL, COLUMN = range(5)
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
+def epilogue(y: Any, alpha: Any, bias: Any, kind: int, beta: Any, act: int, lo: Any, hi: Any,
+             m: int) -> None:  # pragma: no cover
+    """In place on y [rows, n]: y = act(alpha*y + beta*bias); rows are (batch*M)."""
+    rows, n = y.shape
+    one = alpha - alpha + 1
+    for r in numba.prange(rows):
+        for c in range(n):
+            v = y[r, c] * alpha
+            if kind == SCALAR:
+                v += beta * bias[0]
+            elif kind == ROW:
+                v += beta * bias[c]
+            elif kind == FULL:
+                v += beta * bias[r * n + c]
+            elif kind == COLUMN:
+                v += beta * bias[r % m]
+            if act == 1:
+                v = v if not (v < 0) else lo - lo
+            elif act == 2:
+                v = lo if v < lo else (hi if v > hi else v)
+            elif act == 3:
+                v = one / (one + np.exp(-v))
+            elif act == 4:
+                v = np.tanh(v)
+            y[r, c] = v
+
+
+def bias_kind(bias: TensorSpec | None, m: int, n: int, out_size: int) -> int | None:
+    if bias is None:
+        return NO_BIAS
+    shape = bias.shape
+    if bias.size == 1:
+        return SCALAR
+    if bias.size == n and (len(shape) == 0 or shape[-1] == n):
+        return ROW
+    if bias.size == m and len(shape) >= 2 and shape[-1] == 1 and shape[-2] == m:
+        return COLUMN
+    if bias.size == out_size:
+        return FULL
+    return None
+
+
+def out_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return (*np.broadcast_shapes(a[:-2], b[:-2]), a[-2], b[-1])
+
+
+def plan(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
+         out: TensorSpec) -> Callable[[Any, Any, Any, Any], None] | None:
+    dtype = out.dtype.np
+    if dtype.name not in ("float32", "float64") or len(a.shape) < 2 or len(b.shape) < 2:
+        return None
+    if a.dtype.np != dtype or b.dtype.np != dtype or (bias is not None and bias.dtype.np != dtype):
+        return None
+    ash = (*a.shape[:-2], *a.shape[-2:][::-1]) if prim.trans_a else a.shape
+    bsh = (*b.shape[:-2], *b.shape[-2:][::-1]) if prim.trans_b else b.shape
+    if ash[-1] != bsh[-2]:
+        return None
+    shape = out_shape(ash, bsh)
+    size = int(np.prod(shape))
+    if size != out.size or prim.activation not in ACTS:
+        return None
+    m, n = shape[-2], shape[-1]
+    kind = bias_kind(bias, m, n, size)
+    if kind is None:
+        return None
+    act = ACTS[prim.activation]
+    lo, hi = (dtype.type(p) for p in (prim.act_params or (0, 0))[:2])
+    if act == ACTS["relu"]:
+        lo = dtype.type(0)  # the relu branch uses lo - lo as a typed zero
+    alpha, beta = dtype.type(prim.alpha), dtype.type(prim.beta)
+    needs_epilogue = kind != NO_BIAS or act != 0 or prim.alpha != 1.0
+    dummy = np.zeros(1, dtype)
+
+    def run(x: Any, w: Any, c: Any, y: Any) -> None:
+        xa = np.swapaxes(x, -1, -2) if prim.trans_a else x
+        wb = np.swapaxes(w, -1, -2) if prim.trans_b else w
+        target = y.reshape(shape)
+        np.matmul(xa, wb, out=target)
+        if needs_epilogue and size:
+            flat_bias = c.reshape(-1) if c is not None else dummy
+            epilogue(target.reshape(-1, n), alpha, flat_bias, kind, beta, act, lo, hi, m)
+
+    return run

@@ -1,0 +1,157 @@
+"""Raster: regions copied by one numba call per run of regions, with cheap fast paths.
+
+Regions are simplified at compile time (size-1 dims dropped, mergeable dims merged), then:
+a region contiguous on both sides is a flat slice copy (memcpy); a 2-D region that transposes
+(unit stride on opposite sides) uses a 32x32 tiled kernel; everything else goes through one
+strided kernel that walks a table of regions (so im2col's hundreds of regions cost one call).
+Layout: flat, contiguous source and destination buffers of the same dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+from walle_core.ir.primitives import Raster, Region
+
+PARALLEL_MIN = 1 << 16
+TILE = 32
+
+Dims = list[tuple[int, int, int]]  # (size, src stride, dst stride), outermost first
+
+
+@numba.njit(cache=True, parallel=True)
+def copy_table(src: Any, dst: Any, table: Any, accumulate: bool) -> None:  # pragma: no cover
+    """Each table row: src_off, ss0, ss1, ss2, dst_off, ds0, ds1, ds2, n0, n1, n2, parallel."""
+    for r in range(table.shape[0]):
+        so, s0, s1, s2, do, d0, d1, d2, n0, n1, n2, par = table[r]
+        if par:
+            for i in numba.prange(n0):
+                for j in range(n1):
+                    sb = so + i * s0 + j * s1
+                    db = do + i * d0 + j * d1
+                    if accumulate:
+                        for k in range(n2):
+                            dst[db + k * d2] += src[sb + k * s2]
+                    else:
+                        for k in range(n2):
+                            dst[db + k * d2] = src[sb + k * s2]
+        else:
+            for i in range(n0):
+                for j in range(n1):
+                    sb = so + i * s0 + j * s1
+                    db = do + i * d0 + j * d1
+                    if accumulate:
+                        for k in range(n2):
+                            dst[db + k * d2] += src[sb + k * s2]
+                    else:
+                        for k in range(n2):
+                            dst[db + k * d2] = src[sb + k * s2]
+
+
+@numba.njit(cache=True, parallel=True)
+def transpose_2d(src: Any, so: int, ss0: int, dst: Any, do: int, dd1: int, rows: int,
+                 cols: int) -> None:  # pragma: no cover
+    """dst[do + i + j*dd1] = src[so + i*ss0 + j]: tiles keep both sides in cache."""
+    for bi in numba.prange((rows + TILE - 1) // TILE):
+        i0 = bi * TILE
+        i1 = min(i0 + TILE, rows)
+        for j0 in range(0, cols, TILE):
+            j1 = min(j0 + TILE, cols)
+            for j in range(j0, j1):
+                for i in range(i0, i1):
+                    dst[do + i + j * dd1] = src[so + i * ss0 + j]
+
+
+def simplify(r: Region) -> Dims:
+    """Drop size-1 dims and merge a dim into its inner neighbour when both sides allow it."""
+    dims = [(n, s, d) for n, s, d in zip(r.size, r.src_strides, r.dst_strides, strict=True)
+            if n != 1]
+    merged: Dims = []
+    for n, s, d in dims:
+        if merged:
+            pn, ps, pd = merged[-1]
+            if ps == s * n and pd == d * n:
+                merged[-1] = (pn * n, s, d)
+                continue
+        merged.append((n, s, d))
+    return merged or [(1, 1, 1)]
+
+
+def injective(dims: Dims) -> bool:
+    """Whether no two iterations write the same destination element (safe to parallelise)."""
+    span = 1
+    for n, _, d in sorted(dims, key=lambda t: abs(t[2])):
+        if n > 1 and abs(d) < span:
+            return False
+        span = abs(d) * n if n > 1 else span
+    return True
+
+
+def transpose_args(dims: Dims) -> tuple[int, int, int, int] | None:
+    """(ss0, dd1, rows, cols) when ``dims`` is a 2-D transpose, else None."""
+    if len(dims) != 2 or not injective(dims):
+        return None
+    for di, sj in ((dims[0], dims[1]), (dims[1], dims[0])):
+        if di[2] == 1 and sj[1] == 1 and di[1] != 1:
+            return di[1], sj[2], di[0], sj[0]
+    return None
+
+
+def row(r: Region, dims: Dims) -> list[int]:
+    padded = [(1, 0, 0)] * (3 - len(dims)) + dims
+    par = int(injective(dims) and r.count >= PARALLEL_MIN)
+    return [r.src_offset, *(s for _, s, _ in padded), r.dst_offset, *(d for _, _, d in padded),
+            *(n for n, _, _ in padded), par]
+
+
+def plan(prim: Raster) -> Callable[[list[np.ndarray], np.ndarray], None] | None:
+    """Precompute the copy program for ``prim`` (regions are static); None if numpy must run it.
+
+    A region that writes one element twice while accumulating keeps numpy's meaning (one
+    buffered ``dst += src``: the last write wins), which a sequential kernel would not.
+    """
+    if prim.accumulate and not all(injective(simplify(r)) for r in prim.regions if r.count):
+        return None
+    ops: list[tuple[str, int, Any]] = []
+    for r in prim.regions:
+        if r.count == 0:
+            continue
+        dims = simplify(r)
+        if len(dims) == 1 and dims[0][1] == 1 and dims[0][2] == 1:
+            ops.append(("flat", r.src, (r.src_offset, r.dst_offset, dims[0][0])))
+            continue
+        t2d = transpose_args(dims) if not prim.accumulate and r.count >= 4096 else None
+        if t2d is not None:
+            ops.append(("t2d", r.src, (r.src_offset, t2d[0], r.dst_offset, *t2d[1:])))
+            continue
+        if ops and ops[-1][0] == "table" and ops[-1][1] == r.src:
+            ops[-1][2].append(row(r, dims))
+        else:
+            ops.append(("table", r.src, [row(r, dims)]))
+    program = [(kind, src, np.asarray(arg, dtype=np.int64) if kind == "table" else arg)
+               for kind, src, arg in ops]
+    fill, accumulate = prim.fill, prim.accumulate
+
+    def run(ins: list[np.ndarray], out: np.ndarray) -> None:
+        flat = out.reshape(-1)
+        if fill is not None:
+            flat.fill(fill)
+        for kind, src, arg in program:
+            s = ins[src].reshape(-1)
+            if kind == "flat":
+                so, do, n = arg
+                if accumulate:
+                    flat[do:do + n] += s[so:so + n]
+                else:
+                    flat[do:do + n] = s[so:so + n]
+            elif kind == "t2d":
+                so, ss0, do, dd1, rows, cols = arg
+                transpose_2d(s, so, ss0, flat, do, dd1, rows, cols)
+            else:
+                copy_table(s, flat, arg, accumulate)
+
+    return run

@@ -1,0 +1,59 @@
+"""One thread policy for numba's parallel kernels and the BLAS behind ``np.matmul``.
+
+Steps of a plan run one after another, so numba's pool and BLAS's pool take turns rather than
+compete; the danger is each pool sizing itself to the whole machine *and* other sessions or
+libraries doing the same. The policy: both pools get the same budget ``threads`` (default: the
+cores this process may use), never more than numba was started with. BLAS is limited with
+threadpoolctl when it is installed, else through the environment (which only works before
+numpy is imported, hence :func:`limit_blas_env` for launchers).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
+_limiter: Any = None
+
+
+def default_threads() -> int:
+    """Cores this process may run on (affinity aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def limit_blas_env(threads: int) -> None:
+    """Set BLAS thread variables; effective only if numpy has not loaded BLAS yet."""
+    for name in _BLAS_ENV:
+        os.environ.setdefault(name, str(threads))
+
+
+def configure(threads: int | None = None) -> int:
+    """Apply the policy; returns the thread count both pools now use."""
+    global _limiter
+    import numba
+
+    wanted = threads if threads and threads > 0 else default_threads()
+    wanted = max(1, min(wanted, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(wanted)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        limit_blas_env(wanted)
+    else:
+        _limiter = threadpool_limits(limits=wanted, user_api="blas")
+    return wanted
+
+
+def blas_threads() -> int | None:
+    """Threads the loaded BLAS uses, when threadpoolctl can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(counts) if counts else None
