@@ -113,7 +113,9 @@ class OnnxRuntimeRunner:
 
 def mnn_cache_path(model_path: Path, cache_dir: Path) -> Path:
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
-    return cache_dir / "mnn" / f"{model_path.stem}-{digest}.mnn"
+    # model-zoo layout (<name>/model.onnx): name the cache entry after the directory
+    stem = model_path.parent.name if model_path.stem == "model" else model_path.stem
+    return cache_dir / "mnn" / f"{stem}-{digest}.mnn"
 
 
 class MnnRunner:
@@ -203,9 +205,13 @@ class TorchRunner:
             raise _missing("torch", exc) from exc
         return str(torch.__version__)
 
-    def convert(self, model_path: Path, cache_dir: Path) -> None:
+    def applies_to(self, model_path: Path) -> None:
+        """Called before ``check()``: an ONNX-only model need not pay for importing torch."""
         if not (model_path.parent / SIDECAR).exists():
             raise RunnerUnavailable(Status.NO_SOURCE, "no torch source (ONNX-only model)")
+
+    def convert(self, model_path: Path, cache_dir: Path) -> None:
+        return None
 
     def prepare(self, model_path: Path, feeds: dict[str, Any], threads: int) -> None:
         import torch

@@ -52,8 +52,11 @@ def measure(spec: dict[str, Any]) -> tuple[RunnerResult, dict[str, Any]]:
         from walle_core.bench.feeds import load_feeds
 
         runner = make_runner(name, spec.get("backend", "auto"))
-        result.version = runner.check()
         model = Path(spec["model"])
+        applies_to = getattr(runner, "applies_to", None)
+        if applies_to is not None:
+            applies_to(model)
+        result.version = runner.check()
         feeds = load_feeds(model, seed=spec.get("seed", 0))
         runner.convert(model, Path(spec["cache_dir"]))
         baseline_kb = _status_kb("VmRSS") or 0
