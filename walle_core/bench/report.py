@@ -114,3 +114,29 @@ def wide_table(reports: Sequence[BenchReport]) -> Any:
 
 def to_json(reports: Sequence[BenchReport]) -> dict[str, Any]:
     return {"models": [r.to_json() for r in reports], "summary": summary_rows(reports)}
+
+
+def markdown(reports: Sequence[BenchReport]) -> str:
+    """The README's tables: median ms (peak MB) per model and runner, then the geomeans."""
+    runners: list[str] = []
+    for report in reports:
+        runners += [r.runner for r in report.results if r.runner not in runners]
+    lines = ["| model | " + " | ".join(f"{n} ms (MB)" for n in runners) + " | worst diff vs ref |",
+             "|---|" + "---:|" * (len(runners) + 1)]
+    for report in reports:
+        cells = []
+        for name in runners:
+            r = report.get(name)
+            ok = r is not None and r.status is Status.OK
+            cells.append(f"{_num(r.median_ms)} ({_num(r.peak_mb, '{:.0f}')})" if ok and r
+                         else (r.status.value if r else ""))
+        diffs = [r.max_diff for r in report.results
+                 if r.max_diff is not None and r.runner != report.reference]
+        worst = f"{max(diffs):.1e} vs {report.reference}" if diffs else "-"
+        lines.append(f"| {report.model} | " + " | ".join(cells) + f" | {worst} |")
+    lines += ["", "| runner | models | latency / onnxruntime | peak memory / onnxruntime | "
+              "walle / runner |", "|---|---:|---:|---:|---:|"]
+    for row in summary_rows(reports):
+        lines.append(f"| {row['runner']} | {row['models']} | {_num(row['latency_vs_ort'])} | "
+                     f"{_num(row['memory_vs_ort'])} | {_num(row['walle_over_runner'])} |")
+    return "\n".join(lines)

@@ -68,3 +68,10 @@ class BenchReport:
         data = asdict(self)
         data["results"] = [r.to_json() for r in self.results]
         return data
+
+
+def report_from_json(data: dict[str, Any]) -> BenchReport:
+    """Inverse of ``BenchReport.to_json`` (for re-rendering saved ``--json`` output)."""
+    fields = dict(data)
+    fields["results"] = [RunnerResult.from_json(r) for r in data["results"]]
+    return BenchReport(**fields)

@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         all_models: bool = typer.Option(False, "--all", help="Run the whole model set."),
         timeout: float = typer.Option(900.0, "--timeout", help="Seconds per runner and model."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+        as_markdown: bool = typer.Option(False, "--markdown", help="Print markdown tables."),
     ) -> None:
         """Time a model with Walle and its peers: median/p90 latency, peak memory, ratios."""
         from rich.console import Console
@@ -51,6 +52,9 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from exc
         if as_json:
             typer.echo(json.dumps(rep.to_json(reports), indent=1))
+            return
+        if as_markdown:
+            typer.echo(rep.markdown(reports))
             return
         out = Console()
         if not out.is_terminal:  # files and pipes: do not squeeze the table into 80 columns
