@@ -15,15 +15,18 @@ import numpy as np
 
 from walle_core.ir import dtypes
 from walle_core.ir.dtypes import DType
-from walle_core.ir.errors import ShapeError
+from walle_core.ir.errors import ShapeError, WalleError
 from walle_core.ir.primitives import Primitive, Step, TensorSpec
+
+
+MAX_TENSOR_BYTES = 1 << 36  # 64 GiB: anything larger is a malformed shape, not a real tensor
 
 
 class Decline(Exception):
     """A decomposer cannot express this node (rare attribute combination): use a kernel."""
 
 
-class DataDependent(Exception):
+class DataDependent(WalleError):
     """Planning needs a value only known at run time; the session plans such shapes eagerly."""
 
 
@@ -36,7 +39,10 @@ class Builder:
     steps: list[Step] = field(default_factory=list)
 
     def new_slot(self, shape: tuple[int, ...], dtype: DType) -> int:
-        self.slots.append(TensorSpec(tuple(int(d) for d in shape), dtype))
+        spec = TensorSpec(tuple(int(d) for d in shape), dtype)
+        if any(d < 0 for d in spec.shape) or spec.nbytes > MAX_TENSOR_BYTES:
+            raise ShapeError(f"tensor of shape {spec.shape} ({dtype}) is negative or too large")
+        self.slots.append(spec)
         return len(self.slots) - 1
 
     def const_slot(self, value: Any) -> int:
@@ -84,6 +90,8 @@ class NodeContext:
 
     def need_const(self, i: int) -> np.ndarray:
         """The input's value; raises :class:`DataDependent` if only known at run time."""
+        if not self.has(i):
+            raise self.fail(f"required input {i} is missing")
         value = self.const(i)
         if value is None:
             raise DataDependent(f"{self.op_type} node {self.name!r} needs input {i} at plan time")

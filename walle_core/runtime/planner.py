@@ -18,7 +18,13 @@ import numpy as np
 from walle_core.backend import ExecutionBackend
 from walle_core.geometry import REGISTRY, DataDependent, Decline, NodeContext
 from walle_core.geometry.context import Builder
-from walle_core.ir.errors import ShapeError, UnsupportedOp, UnsupportedOpsError, WalleError
+from walle_core.ir.errors import (
+    ExecutionError,
+    ShapeError,
+    UnsupportedOp,
+    UnsupportedOpsError,
+    WalleError,
+)
 from walle_core.ir.graph import Graph, Node, Value
 from walle_core.ir.primitives import Kernel, Raster, Step, TensorSpec
 from walle_core.runtime import control_flow
@@ -125,12 +131,18 @@ class Planner:
                 outs = self.native(node, ctx, foldable)
         except (DataDependent, WalleError, Decline):
             raise
-        except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError) as exc:
+        except Exception as exc:  # a malformed node must surface as an engine error naming it
             raise ShapeError(
                 f"{node.op_type} node {node.name!r} cannot be planned: {type(exc).__name__}: {exc}"
             ) from None
         if node.op_type not in RANDOM_OPS and len(self.builder.steps) > mark:
-            self.fold(mark)
+            try:
+                self.fold(mark)
+            except WalleError:
+                raise
+            except Exception as exc:
+                raise ExecutionError(f"{node.op_type} node {node.name!r} failed while folding "
+                                     f"constants: {type(exc).__name__}: {exc}") from None
         return outs
 
     def native(self, node: Node, ctx: NodeContext, foldable: bool) -> list[int]:

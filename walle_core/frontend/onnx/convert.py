@@ -19,6 +19,11 @@ from walle_core.ir.errors import ModelError
 from walle_core.ir.graph import Dim, Graph, Node, TensorType, Value
 
 
+def text(value: str | bytes) -> str:
+    """Protobuf hands invalid UTF-8 back as bytes; names in errors must still be text."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _tensor_type(tp: onnx.TypeProto) -> TensorType | None:
     if not tp.HasField("tensor_type"):
         return None
@@ -95,7 +100,7 @@ class _Converter:
         if kind == A.INT:
             return int(attr.i)
         if kind == A.STRING:
-            return attr.s.decode("utf-8", "replace")
+            return text(attr.s)
         if kind == A.TENSOR:
             return to_array(attr.t, self.label)
         if kind == A.SPARSE_TENSOR:
@@ -117,7 +122,7 @@ class _Converter:
         raise ModelError(f"{self.label}: attribute {attr.name!r} has unknown type {kind}")
 
     def graph(self, g: onnx.GraphProto, scope: dict[str, Value]) -> Graph:
-        types = {vi.name: _tensor_type(vi.type) for vi in [*g.value_info, *g.output, *g.input]}
+        types = {text(vi.name): _tensor_type(vi.type) for vi in [*g.value_info, *g.output, *g.input]}
         values: dict[str, Value] = scope
 
         def define(name: str) -> Value:
@@ -127,16 +132,17 @@ class _Converter:
 
         inits = []
         for t in g.initializer:
-            v = define(t.name)
+            v = define(text(t.name))
             v.const = to_array(t, self.label)
             v.type = TensorType(dtypes.from_numpy(v.const.dtype), tuple(v.const.shape))
             inits.append(v)
         for sp in g.sparse_initializer:
-            v = define(sp.values.name)
+            v = define(text(sp.values.name))
             v.const = _sparse_to_dense(sp, self.label)
             inits.append(v)
         init_names = {v.name for v in inits}
-        inputs = [values[i.name] if i.name in init_names else define(i.name) for i in g.input]
+        inputs = [values[text(i.name)] if text(i.name) in init_names else define(text(i.name))
+                  for i in g.input]
         nodes = []
         for index, n in enumerate(g.node):
             node = self.node(n, index, values, types)
@@ -144,43 +150,44 @@ class _Converter:
                 nodes.append(node)
         outputs = []
         for o in g.output:
-            if o.name not in values:
-                raise ModelError(f"{self.label}: graph output {o.name!r} is never produced")
-            outputs.append(values[o.name])
-        return Graph(g.name, inputs, outputs, nodes, inits, dict(self.opsets), g.doc_string)
+            if text(o.name) not in values:
+                raise ModelError(f"{self.label}: graph output {text(o.name)!r} is never produced")
+            outputs.append(values[text(o.name)])
+        return Graph(text(g.name), inputs, outputs, nodes, inits, dict(self.opsets), g.doc_string)
 
     def node(
         self, n: onnx.NodeProto, index: int, values: dict[str, Value],
         types: dict[str, TensorType | None],
     ) -> Node | None:
-        name = n.name or f"{n.op_type}_{index}"
-        if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.output) == 1:
-            v = Value(n.output[0])
+        op_type, domain = text(n.op_type), text(n.domain)
+        name = text(n.name) or f"{op_type}_{index}"
+        if op_type == "Constant" and domain in ("", "ai.onnx") and len(n.output) == 1:
+            v = Value(text(n.output[0]))
             v.const = _constant_value(n, self.label)
             dt = dtypes.from_numpy(v.const.dtype)
             v.type = TensorType(dt, tuple(v.const.shape))
             values[v.name] = v
             return None
         inputs: list[Value | None] = []
-        for i in n.input:
+        for i in map(text, n.input):
             if i == "":
                 inputs.append(None)
             elif i in values:
                 inputs.append(values[i])
             else:
                 raise ModelError(
-                    f"{self.label}: node {name!r} ({n.op_type}) reads {i!r}, which no node, "
+                    f"{self.label}: node {name!r} ({op_type}) reads {i!r}, which no node, "
                     "input or initializer defines"
                 )
-        attrs = {a.name: self.attribute(a, values) for a in n.attribute}
+        attrs = {text(a.name): self.attribute(a, values) for a in n.attribute}
         outputs = []
-        for o in n.output:
+        for o in map(text, n.output):
             v = Value(o, types.get(o)) if o else Value(f"{name}:unused:{len(outputs)}")
             if o:
                 values[o] = v
             outputs.append(v)
-        domain = "" if n.domain == "ai.onnx" else n.domain
-        return Node(n.op_type, inputs, outputs, attrs, domain, name)
+        domain = "" if domain == "ai.onnx" else domain
+        return Node(op_type, inputs, outputs, attrs, domain, name)
 
 
 def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -192,7 +199,7 @@ def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 def convert_model(proto: onnx.ModelProto, label: str) -> Graph:
     """Build the IR graph of ``proto`` (already parsed and checked)."""
-    opsets = {("" if o.domain == "ai.onnx" else o.domain): int(o.version)
+    opsets = {("" if text(o.domain) == "ai.onnx" else text(o.domain)): int(o.version)
               for o in proto.opset_import}
     inferred = _infer(proto)
     graph = _Converter(label, opsets).graph(inferred.graph, {})

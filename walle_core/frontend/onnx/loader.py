@@ -85,7 +85,9 @@ def load_model(
             onnx.checker.check_model(proto)
         except onnx.checker.ValidationError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
-            raise ModelError(f"{label}: ONNX checker rejected the model: {first}") from None
+            # unshaped value infos are legal ONNX (onnxruntime accepts them); all else is not
+            if not first.startswith("Field 'shape' of 'type' is required"):
+                raise ModelError(f"{label}: ONNX checker rejected the model: {first}") from None
         except Exception as exc:  # the C++ checker may raise plain exceptions on garbage
             raise ModelError(f"{label}: ONNX checker failed: {exc}") from None
     try:
