@@ -85,6 +85,29 @@ class Atom:
             return checks[0]
         return lambda event: all(check(event) for check in checks)
 
+    def specialise(self, eid: str, page: Any) -> tuple[bool, Predicate | None]:
+        """Decide what an event's id and page alone decide; the rest is left as a predicate.
+
+        Returns ``(False, None)`` when no event with this id and page can match, ``(True, None)``
+        when every such event matches, and ``(True, check)`` when ``check(event)`` (predicates on
+        ``user`` or ``args``) must still run. The trie caches this per (id, page) pair, so the hot
+        path calls no predicate at all for the usual ``[page=...]`` patterns.
+        """
+        if not self.matches_id(eid):
+            return False, None
+        rest = []
+        for name, op, value in self.preds:
+            if name in ("id", "page"):
+                if ((eid if name == "id" else page) == value) != (op == "="):
+                    return False, None
+            else:
+                rest.append(_compile_pred(name, op, value))
+        if not rest:
+            return True, None
+        if len(rest) == 1:
+            return True, rest[0]
+        return True, lambda event: all(check(event) for check in rest)
+
     def matches(self, event: dict[str, Any]) -> bool:
         return self.matcher()(event)
 

@@ -7,9 +7,14 @@ fire together in one batch.
 
 Node kinds: a plain node is reached by matching its element; a node whose element loops
 (``a+``) has an edge to itself; a *gap* node (``** b``) is entered without consuming an event from
-its parent and stays put until ``b`` matches (skip-till-next-match). A node's edge table is indexed
-by event id and filled lazily, so a node answers "where does id X lead?" with one dict lookup, and
-an event whose id starts no pattern and whose user has no live cursor costs two dict lookups.
+its parent and stays put until ``b`` matches (skip-till-next-match).
+
+Event classes: what a step checks is almost always decided by the event's id and page alone
+(``click[page=home]``). Each distinct (id, page) pair gets one :class:`EventClass`, and a node's
+transition table is keyed by it and filled lazily: "where does this event lead from here?" is one
+dict lookup that yields the targets with the id/page predicates already decided, leaving only
+predicates on ``user`` or ``args`` to run per event. An event whose class starts no pattern, for
+a user with no live cursor, costs three dict lookups.
 
 Cursor semantics: cursors live per key (user) as ``{node: (start_seq, start_ts)}``. When two
 cursors reach the same node, the one with the latest start wins (shortest match), which bounds a
@@ -25,8 +30,8 @@ from typing import Any
 from walle_core.stream.pattern import Atom, Element, Predicate, Trigger
 
 Start = tuple[int, int]  # (per-key sequence number, event time ms) of a match's first event
-Edge = tuple[Predicate | None, "Node"]
-_TABLE_LIMIT = 4096  # lazily cached ids per node; cleared beyond this (guards odd id floods)
+Edge = tuple[Predicate | None, "Node"]  # (check left after the event class, target)
+_CLASS_LIMIT = 4096  # cached (id, page) classes; all caches are cleared beyond this (odd floods)
 
 
 @dataclass(frozen=True)
@@ -42,33 +47,51 @@ class TaskEnd:
 class Node:
     """One trie node; ``path`` is its stable identity across recompiles."""
 
-    __slots__ = ("path", "gap", "wake", "edges", "table", "tasks", "max_within", "closure",
-                 "children")
+    __slots__ = ("path", "gap", "wake", "edges", "trans", "tasks", "max_within", "closure",
+                 "children", "gap_slots", "dup_ends")
 
     def __init__(self, path: str, gap: bool = False) -> None:
         self.path = path
         self.gap = gap
         self.wake: str | None = None  # gap nodes: the one id that can end the wait (None: any)
         self.edges: list[tuple[Atom, Node]] = []
-        self.table: dict[str, tuple[Edge, ...]] = {}
+        self.trans: dict[EventClass, tuple[Edge, ...]] = {}
         self.tasks: tuple[TaskEnd, ...] = ()
         self.max_within: float = 0.0
         self.closure: tuple[Node, ...] = ()  # gap nodes entered with no event consumed
         self.children: dict[str, Node] = {}
+        self.gap_slots: tuple[tuple[Node, str | None], ...] = ()  # closure with each wake id
+        self.dup_ends = False  # a task ending here also ends elsewhere (may fire twice at once)
 
-    def lookup(self, eid: str) -> tuple[Edge, ...]:
-        """Edges an event with id ``eid`` may take (predicates still to check)."""
-        found = self.table.get(eid)
+    def transition(self, cls: EventClass) -> tuple[Edge, ...]:
+        """Edges an event of class ``cls`` takes from here (residual predicates still to check)."""
+        found = self.trans.get(cls)
         if found is None:
-            found = tuple((atom.predicate(), target) for atom, target in self.edges
-                          if atom.matches_id(eid))
-            if len(self.table) >= _TABLE_LIMIT:
-                self.table.clear()
-            self.table[eid] = found
+            edges = []
+            for atom, target in self.edges:
+                ok, check = atom.specialise(cls.eid, cls.page)
+                if ok:
+                    edges.append((check, target))
+            found = self.trans[cls] = tuple(edges)
         return found
 
     def __repr__(self) -> str:
         return f"Node({self.path!r})"
+
+
+class EventClass:
+    """One distinct (id, page) pair: the unit by which the trie's transitions are cached."""
+
+    __slots__ = ("eid", "page", "starts", "cancels")
+
+    def __init__(self, eid: str, page: Any, starts: tuple[Edge, ...], cancels: bool) -> None:
+        self.eid = eid
+        self.page = page
+        self.starts = starts  # the root's transition: where a fresh match may begin
+        self.cancels = cancels  # may match some task's "not followed by"
+
+    def __repr__(self) -> str:
+        return f"EventClass({self.eid!r}, {self.page!r})"
 
 
 @dataclass
@@ -88,6 +111,8 @@ class TriggerTrie:
         self.root = Node("")
         self.nodes: dict[str, Node] = {"": self.root}
         self.negations: dict[str, Atom] = {}
+        self.classes: dict[str, dict[Any, EventClass]] = {}  # id -> page -> class
+        self._class_count = 0
         self.stats = TrieStats(tasks=len(triggers))
         for task, trigger in sorted(self.triggers.items()):
             within = math.inf if trigger.within_ms is None else float(trigger.within_ms)
@@ -98,6 +123,9 @@ class TriggerTrie:
             for variant in trigger.variants():
                 self._insert(variant, end)
         self.stats.nodes = len(self.nodes)
+        atoms = self.negations.values()
+        self._neg_any = any(not atom.is_exact for atom in atoms)
+        self._neg_ids = {atom.name for atom in atoms if atom.is_exact}
 
     def _insert(self, variant: tuple[Element, ...], end: TaskEnd) -> None:
         self.stats.variants += 1
@@ -136,7 +164,33 @@ class TriggerTrie:
             if node.gap:
                 node.max_within = max((t.max_within for _, t in node.edges), default=0.0)
         self.stats.root_ids = sorted({atom.name for atom, _ in self.root.edges})
+        ends: dict[str, int] = {}
+        for node in self.nodes.values():
+            node.gap_slots = tuple((gap, gap.wake) for gap in node.closure)
+            for end in node.tasks:
+                ends[end.task] = ends.get(end.task, 0) + 1
+        for node in self.nodes.values():
+            node.dup_ends = any(ends[end.task] > 1 for end in node.tasks)
         return self
+
+    def event_class(self, eid: str, page: Any) -> EventClass:
+        """The class of events with this id and page (created and cached on first sight)."""
+        pages = self.classes.get(eid)
+        if pages is None:
+            pages = self.classes[eid] = {}
+        found = pages.get(page)
+        if found is None:
+            if self._class_count >= _CLASS_LIMIT:
+                self.classes.clear()  # in place: the engine holds this dict
+                for node in self.nodes.values():
+                    node.trans.clear()
+                self._class_count = 0
+                pages = self.classes[eid] = {}
+            found = EventClass(eid, page, (), self._neg_any or eid in self._neg_ids)
+            found.starts = self.root.transition(found)
+            pages[page] = found
+            self._class_count += 1
+        return found
 
     @classmethod
     def compile(cls, triggers: dict[str, Trigger]) -> TriggerTrie:

@@ -30,7 +30,7 @@ from typing import Any
 
 from walle_core.stream.events import Event
 from walle_core.stream.pattern import Predicate, Trigger
-from walle_core.stream.trie import Node, Start, TaskEnd, TriggerTrie
+from walle_core.stream.trie import EventClass, Node, Start, TaskEnd, TriggerTrie
 
 _TRIM_AT = 512  # buffer length beyond which a key's buffer is trimmed to its oldest live start
 Cursors = dict[Node, Start]
@@ -98,11 +98,8 @@ class TriggerEngine:
 
     def _set_trie(self, trie: TriggerTrie) -> None:
         self.trie = trie
-        self._root_table = trie.root.table
+        self._classes = trie.classes
         self._negations = {task: atom.matcher() for task, atom in trie.negations.items()}
-        atoms = trie.negations.values()
-        self._neg_any = any(not atom.is_exact for atom in atoms)
-        self._neg_ids = {atom.name for atom in atoms if atom.is_exact}
 
     # -- hot path -----------------------------------------------------------------------------
 
@@ -110,19 +107,24 @@ class TriggerEngine:
         """Feed one validated event; return the batch of matches it completes (or ``None``)."""
         ts: int = event["ts"]
         fired: list[Match] | None = None
+        dup = False  # may the batch hold one task twice? (then keep its shortest window)
         if ts > self.watermark:
             self.watermark = ts
             if self._heap and self._heap[0][0] < ts:
                 fired = self._expire(ts)
+                dup = fired is not None
+        eid: str = event["id"]
+        page = event["page"]
+        pages = self._classes.get(eid)
+        cls = pages.get(page) if pages is not None else None
+        if cls is None:
+            cls = self.trie.event_class(eid, page)
         key: str = event["user"]
         state = self.keys.get(key)
-        eid: str = event["id"]
-        starts = self._root_table.get(eid)
-        if starts is None:
-            starts = self.trie.root.lookup(eid)
+        starts = cls.starts
         if state is None:
             if not starts:
-                return fired
+                return fired  # the fast path: nothing live for this user, nothing starts here
             state = self.keys[key] = KeyState()
         buf = state.buf
         seq = state.base + len(buf)
@@ -134,44 +136,73 @@ class TriggerEngine:
             for node, start in active.items():
                 if ts - start[1] > node.max_within:
                     continue  # expired: no task passing here allows a match this long
-                table = node.table.get(eid)
-                if table is None:
-                    table = node.lookup(eid)
-                for pred, target in table:
-                    if pred is None or pred(event):
+                edges = node.trans.get(cls)
+                if edges is None:
+                    edges = node.transition(cls)
+                for check, target in edges:
+                    if check is None or check(event):
                         old = landed.get(target)
                         if old is None or old[0] < start[0]:
                             landed[target] = start
-        waiting = state.gaps.get(eid)
-        if waiting:
-            self._wake(waiting, eid, event, ts, landed)
-            if not waiting:
-                del state.gaps[eid]
+        gaps = state.gaps
+        if gaps:
+            waiting = gaps.get(eid)
+            if waiting:
+                kept = self._wake(waiting, cls, event, ts, landed)
+                if kept:
+                    gaps[eid] = kept
+                else:
+                    del gaps[eid]
         if state.wild:
-            self._wake(state.wild, eid, event, ts, landed)
+            state.wild = self._wake(state.wild, cls, event, ts, landed)
         if starts:
-            new_start: Start | None = None
-            for pred, target in starts:
-                if pred is None or pred(event):
-                    if new_start is None:
-                        new_start = (seq, ts)
+            new_start = (seq, ts)
+            for check, target in starts:
+                if check is None or check(event):
                     landed[target] = new_start
-        if state.pending and (self._neg_any or eid in self._neg_ids):
+        if state.pending and cls.cancels:
             self._cancel(state, event, ts)
-        if landed:  # _land, inlined: this runs for most events
+        if landed:
             active = state.active
+            count = 0
             for node, start in landed.items():
-                if node.tasks:
-                    fired = self._complete(node, start, key, state, ts, fired)
+                ends = node.tasks
+                if ends:  # completion, inlined: a third of events complete something
+                    window: list[Event] | None = None
+                    for end in ends:
+                        if ts - start[1] > end.within_ms:
+                            continue
+                        if window is None:
+                            window = buf[start[0] - state.base:]
+                        match = Match(end.task, key, window, start[1], ts)
+                        if end.negation is not None:
+                            self._add_pending(key, state, _Pending(
+                                ts + end.not_within_ms, end, match, self._negations[end.task]))
+                            continue
+                        if fired is None:
+                            fired = [match]
+                        else:
+                            fired.append(match)
+                        count += 1
+                    if node.dup_ends:
+                        dup = True
                 if node.edges:
-                    old = active.get(node)
-                    if old is None or old[0] < start[0]:
-                        active[node] = start
-                if node.closure:
-                    self._enter_gaps(node, start, state)
-            if fired is not None and len(fired) > 1:
+                    active[node] = start
+                if node.gap_slots:
+                    for gap, wake in node.gap_slots:
+                        if wake is None:
+                            waiting = state.wild
+                        else:
+                            waiting = gaps.get(wake)
+                            if waiting is None:
+                                waiting = gaps[wake] = {}
+                        old = waiting.get(gap)
+                        if old is None or old[0] < start[0]:
+                            waiting[gap] = start
+            self.fired += count
+            if dup and fired is not None and len(fired) > 1:
                 fired = self._one_per_task(fired)
-        if not (state.active or state.gaps or state.wild):
+        if not (state.active or gaps or state.wild):
             if not state.pending:
                 del self.keys[key]
             else:
@@ -182,57 +213,26 @@ class TriggerEngine:
         return fired
 
     @staticmethod
-    def _wake(waiting: Cursors, eid: str, event: Event, ts: int, landed: Cursors) -> None:
-        """Move the gap cursors that ``event`` ends; the others keep waiting."""
-        for node, start in list(waiting.items()):
+    def _wake(waiting: Cursors, cls: EventClass, event: Event, ts: int,
+              landed: Cursors) -> Cursors:
+        """Move the gap cursors that ``event`` ends; return those that keep waiting."""
+        kept: Cursors = {}
+        for node, start in waiting.items():
             if ts - start[1] > node.max_within:
-                del waiting[node]
                 continue
-            table = node.table.get(eid)
-            if table is None:
-                table = node.lookup(eid)
+            edges = node.trans.get(cls)
+            if edges is None:
+                edges = node.transition(cls)
             moved = False
-            for pred, target in table:
-                if pred is None or pred(event):
+            for check, target in edges:
+                if check is None or check(event):
                     moved = True
                     old = landed.get(target)
                     if old is None or old[0] < start[0]:
                         landed[target] = start
-            if moved:
-                del waiting[node]
-
-    @staticmethod
-    def _enter_gaps(node: Node, start: Start, state: KeyState) -> None:
-        for gap in node.closure:
-            wake = gap.wake
-            if wake is None:
-                waiting = state.wild
-            else:
-                waiting = state.gaps.get(wake)  # type: ignore[assignment]
-                if waiting is None:
-                    waiting = state.gaps[wake] = {}
-            old = waiting.get(gap)
-            if old is None or old[0] < start[0]:
-                waiting[gap] = start
-
-    def _complete(self, node: Node, start: Start, key: str, state: KeyState, ts: int,
-                  fired: list[Match] | None) -> list[Match] | None:
-        window: list[Event] | None = None
-        for end in node.tasks:
-            if ts - start[1] > end.within_ms:
-                continue
-            if window is None:
-                window = state.buf[start[0] - state.base:]
-            match = Match(end.task, key, window, start[1], ts)
-            if end.negation is not None:
-                self._add_pending(key, state, _Pending(ts + end.not_within_ms, end, match,
-                                                       self._negations[end.task]))
-                continue
-            if fired is None:
-                fired = []
-            fired.append(match)
-            self.fired += 1
-        return fired
+            if not moved:
+                kept[node] = start
+        return kept
 
     def _one_per_task(self, fired: list[Match]) -> list[Match]:
         """A task fires at most once per key and event: with its shortest window."""
