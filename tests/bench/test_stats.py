@@ -72,3 +72,23 @@ def test_max_abs_diff_matches_by_position_and_flattens_unit_axes() -> None:
 def test_parse_runners_aliases_and_order() -> None:
     assert parse_runners("ort, mnn,pytorch,mnn") == ["walle", "onnxruntime", "mnn", "torch"]
     assert parse_runners("") == ["walle"]
+
+
+def test_json_round_trip_and_markdown() -> None:
+    from walle_core.bench.report import markdown, to_json
+    from walle_core.bench.results import report_from_json
+
+    report = BenchReport("m", "m.onnx", threads=2, warmup=1, runs=3, reference="walle", results=[
+        RunnerResult("walle", Status.OK, median_ms=30.0, p90_ms=31.0, peak_mb=10.0),
+        RunnerResult("onnxruntime", Status.OK, median_ms=10.0, p90_ms=12.0, peak_mb=5.0,
+                     ratio=3.0, max_diff=1e-6),
+        RunnerResult("torch", Status.NO_SOURCE, "no torch source"),
+    ])
+    data = to_json([report])
+    again = report_from_json(data["models"][0])
+    assert again == report
+    text = markdown([again])
+    assert "| m | 30.00 (10) | 10.00 (5) | no torch source | 1.0e-06 vs walle |" in text
+    walle_row = next(r for r in data["summary"] if r["runner"] == "walle")
+    assert walle_row["latency_vs_ort"] == pytest.approx(3.0)
+    assert walle_row["memory_vs_ort"] == pytest.approx(2.0)
