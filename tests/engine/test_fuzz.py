@@ -50,7 +50,10 @@ def try_model(data: bytes | onnx.ModelProto) -> None:
         pass
 
 
-@settings(max_examples=int(os.environ.get("WALLE_FUZZ_EXAMPLES", 120)), deadline=None, suppress_health_check=list(HealthCheck))
+EXAMPLES = int(os.environ.get("WALLE_FUZZ_EXAMPLES", 150))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.tuples(st.integers(0, len(BYTES) - 1), st.integers(0, 255)), max_size=8),
        st.integers(1, len(BYTES)))
 def test_byte_mutations(flips: list[tuple[int, int]], keep: int) -> None:
@@ -61,7 +64,7 @@ def test_byte_mutations(flips: list[tuple[int, int]], keep: int) -> None:
     try_model(bytes(data))
 
 
-@settings(max_examples=int(os.environ.get("WALLE_FUZZ_EXAMPLES", 150)), deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(node=st.integers(0, 4), op=st.sampled_from(OPS), ints=st.lists(st.integers(-3, 9),
        max_size=6), dims=st.lists(st.integers(-1, 5), min_size=0, max_size=5),
        opset=st.integers(1, 30), drop_input=st.booleans())

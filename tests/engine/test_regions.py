@@ -25,7 +25,8 @@ def test_row_major_and_merge() -> None:
     assert sizes == [2, 3, 4]  # size-1 dim dropped, transposed dims kept apart
 
 
-@pytest.mark.parametrize("perm", [(1, 0, 2), (2, 1, 0), (0, 2, 1, 3), (3, 1, 0, 2), (4, 2, 0, 1, 3)])
+@pytest.mark.parametrize("perm", [(1, 0, 2), (2, 1, 0), (0, 2, 1, 3), (3, 1, 0, 2),
+                                  (4, 2, 0, 1, 3)])
 def test_transpose_view_matches_numpy(perm: tuple[int, ...]) -> None:
     shape = (2, 3, 4, 5, 2)[: len(perm)]
     x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)

@@ -144,8 +144,8 @@ def test_memory_plan_reuses_buffers() -> None:
     life = lifetimes(p.steps, list(p.inputs.values()), [o for _, o in p.outputs],
                      set(p.builder.consts), p.aliases)
     spans = sorted((mem.offsets[s], mem.offsets[s] + p.slots[s].nbytes, life[s]) for s in life)
-    for i, (a0, a1, (f0, l0)) in enumerate(spans):
-        for b0, b1, (f1, l1) in spans[i + 1:]:
+    for i, (_, a1, (f0, l0)) in enumerate(spans):
+        for b0, _, (f1, l1) in spans[i + 1:]:
             if b0 >= a1:
                 break
             assert l0 < f1 or l1 < f0, "overlapping buffers with overlapping lifetimes"

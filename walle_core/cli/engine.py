@@ -118,7 +118,7 @@ def run_cmd(
         result = Session(model, backend=backend).run(feeds)
     except WalleError as exc:
         raise _fail(exc) from None
-    np.savez(output, **result)
+    np.savez(output, **result)  # type: ignore[arg-type]
     for name, value in result.items():
         typer.echo(f"{name}: {value.dtype}{list(value.shape)}")
 

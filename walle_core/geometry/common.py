@@ -44,7 +44,8 @@ def expand_to(ctx: NodeContext, slot: int, shape: tuple[int, ...]) -> int:
     pad = len(shape) - len(src)
     full = (1,) * pad + src
     base = (0,) * pad + row_major(src)
-    strides = tuple(0 if n == 1 and m != 1 else s for n, m, s in zip(full, shape, base, strict=True))
+    strides = tuple(0 if n == 1 and m != 1 else s
+                    for n, m, s in zip(full, shape, base, strict=True))
     return emit_view(ctx, slot, shape, strides)
 
 

@@ -7,7 +7,6 @@ is the box ``[off_k, off_k + len_k)`` along ``axis``.
 
 from __future__ import annotations
 
-
 from walle_core.geometry.common import emit_view
 from walle_core.geometry.context import NodeContext, lowers, norm_axis
 from walle_core.geometry.regions import row_major

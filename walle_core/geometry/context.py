@@ -18,7 +18,6 @@ from walle_core.ir.dtypes import DType
 from walle_core.ir.errors import ShapeError, WalleError
 from walle_core.ir.primitives import Primitive, Step, TensorSpec
 
-
 MAX_TENSOR_BYTES = 1 << 36  # 64 GiB: anything larger is a malformed shape, not a real tensor
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-
 from walle_core.geometry.common import X0, X1, X2, broadcast_shape, c, elementwise
 from walle_core.geometry.context import NodeContext, lowers
 from walle_core.ir import dtypes

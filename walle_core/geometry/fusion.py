@@ -40,7 +40,7 @@ def _split(dims: list[tuple[int, int, int]], inner: Dims) -> list[tuple[int, int
         if n == 1 or t == 0:
             out.append((t, n, dt))
             continue
-        for size, d, _ in inner:
+        for size, d, _src in inner:
             if abs(t) == d and n > size and n % size == 0:
                 out.append((t, size, dt))
                 work.insert(0, (t * size, n // size, dt * size))
@@ -53,7 +53,7 @@ def _split(dims: list[tuple[int, int, int]], inner: Dims) -> list[tuple[int, int
 def compose(outer: Region, inner: Region, dims: Dims, new_src: int) -> Region | None:
     """``outer`` reads what ``inner`` wrote; the equivalent region reading inner's source."""
     start, rest = [], outer.src_offset
-    for n, d, _ in dims:
+    for _, d, _ in dims:
         start.append(rest // d)
         rest %= d
     if rest != 0 or any(s >= n for s, (n, _, _) in zip(start, dims, strict=True)):

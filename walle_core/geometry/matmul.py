@@ -8,7 +8,6 @@ one MatMul with transposes and a bias epilogue.
 
 from __future__ import annotations
 
-
 from walle_core.geometry.common import broadcast_shape, expand_to
 from walle_core.geometry.context import NodeContext, lowers
 from walle_core.geometry.reshape import relabel

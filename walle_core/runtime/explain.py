@@ -60,8 +60,8 @@ def inspect_model(graph: Graph) -> dict[str, Any]:
         "parameters": graph.parameter_count(),
     }
     try:
-        from walle_core.runtime.planner import plan
         from walle_core.runtime.backends import create_backend
+        from walle_core.runtime.planner import plan
 
         program = plan(graph, create_backend("reference"), default_specs(graph))
         info["flops"] = int(sum(step_flops(s, program.slots) for s in program.steps))
@@ -91,9 +91,9 @@ def explain_session(session: Any, dims: dict[str, int] | None = None) -> dict[st
     report.update({
         "primitives_after": dict(kinds.most_common()),
         "native_kernels": dict(Counter(
-            s.prim.op_type for s in program.steps if s.prim.kind == "Kernel")),  # type: ignore[attr-defined]
+            getattr(s.prim, "op_type", "") for s in program.steps if s.prim.kind == "Kernel")),
         "raster_copies_left": len(rasters),
-        "regions_left": sum(len(s.prim.regions) for s in rasters),  # type: ignore[attr-defined]
+        "regions_left": sum(len(getattr(s.prim, "regions", ())) for s in rasters),
         "steps_folded_at_plan_time": program.stats.get("folded", 0),
         "identity_copies_aliased": program.stats.get("aliases", 0),
         "regions_fused": program.stats.get("regions_fused", 0),

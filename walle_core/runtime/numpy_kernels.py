@@ -122,7 +122,8 @@ def reduce(prim: Reduce, x: Array) -> Array:
         else:
             idx = fn(x, axis=axis, keepdims=keep)
         return idx.astype(np.int64)
-    simple = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "prod": np.prod}
+    simple: dict[str, Callable[..., Array]] = {
+        "sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "prod": np.prod}
     if op in simple:
         return simple[op](x, axis=axes, keepdims=keep)
     if op == "sum_square":

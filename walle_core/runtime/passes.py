@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from walle_core.geometry.fusion import consumers, fuse_rasters, identity_aliases
-from walle_core.ir.primitives import Elementwise, Expr, MatMul, Step
+from walle_core.ir.primitives import Elementwise, Expr, MatMul
 from walle_core.runtime.planner import Program
 
 

@@ -22,7 +22,6 @@ from walle_core.ir.errors import (
     ExecutionError,
     ShapeError,
     UnsupportedOp,
-    UnsupportedOpsError,
     WalleError,
 )
 from walle_core.ir.graph import Graph, Node, Value
@@ -152,9 +151,9 @@ class Planner:
             values = [self.builder.consts[s] if s >= 0 else None for s in ctx.inputs]
             while values and values[-1] is None:
                 values.pop()
-            outs = [_Capture() for _ in node.outputs]
-            kernel_outputs(prim, values, outs)
-            return [self.builder.const_slot(o.value) for o in outs]
+            captured = [_Capture() for _ in node.outputs]
+            kernel_outputs(prim, values, captured)
+            return [self.builder.const_slot(o.value) for o in captured]
         from walle_core.frontend.onnx.infer import infer_outputs
 
         specs = infer_outputs(node, self.graph.opsets, [

@@ -64,7 +64,8 @@ class Session:
         for v in self._inputs.values():
             if v.type is None or not v.type.is_static:
                 return None
-            specs[v.name] = TensorSpec(tuple(int(d) for d in v.type.shape or ()), v.type.dtype)
+            specs[v.name] = TensorSpec(tuple(d for d in v.type.shape or () if isinstance(d, int)),
+                                       v.type.dtype)
         return specs
 
     def _prepare(self, specs: dict[str, TensorSpec]) -> Executable | None:
@@ -103,15 +104,16 @@ class Session:
 
     def _run_eager(self, specs: dict[str, TensorSpec], arrays: dict[str, Any],
                    output_names: list[str] | None) -> dict[str, Any]:
-        for name, value in arrays.items():
-            specs.setdefault(name, TensorSpec((), self._inputs[name].type.dtype  # type: ignore[union-attr]
-                                              if self._inputs[name].type else _dtype(np.zeros(0))))
+        for name in arrays:
+            declared = self._inputs[name].type
+            specs.setdefault(name, TensorSpec((), declared.dtype if declared else
+                                              _dtype(np.zeros(0))))
         program = plan(self.graph, self.backend, specs, arrays)
         consts = program.builder.consts
         return _select({n: consts[s] for n, s in program.outputs}, output_names)
 
 
-    def _validate(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+    def _validate(self, feeds: dict[str, Any]) -> dict[str, Any]:
         expected = list(self._inputs)
         unknown = [n for n in feeds if n not in self._inputs]
         if unknown:

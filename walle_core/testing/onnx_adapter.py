@@ -7,7 +7,6 @@ very same runner rather than quoted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,10 +49,10 @@ class OrtRep(BackendRep):
     def __init__(self, session: Any) -> None:
         self.session = session
 
-    def run(self, inputs: Any, **kwargs: Any) -> Sequence[Any]:
+    def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
         names = [i.name for i in self.session.get_inputs()]
         feeds = {n: x for n, x in zip(names, inputs, strict=False) if x is not None}
-        return list(self.session.run(None, feeds))
+        return tuple(self.session.run(None, feeds))
 
 
 class OnnxruntimeBackend(Backend):

@@ -122,7 +122,8 @@ class _Converter:
         raise ModelError(f"{self.label}: attribute {attr.name!r} has unknown type {kind}")
 
     def graph(self, g: onnx.GraphProto, scope: dict[str, Value]) -> Graph:
-        types = {text(vi.name): _tensor_type(vi.type) for vi in [*g.value_info, *g.output, *g.input]}
+        declared = [*g.value_info, *g.output, *g.input]
+        types = {text(vi.name): _tensor_type(vi.type) for vi in declared}
         values: dict[str, Value] = scope
 
         def define(name: str) -> Value:
@@ -148,7 +149,7 @@ class _Converter:
             node = self.node(n, index, values, types)
             if node is not None:
                 nodes.append(node)
-        outputs = []
+        outputs: list[Value] = []
         for o in g.output:
             if text(o.name) not in values:
                 raise ModelError(f"{self.label}: graph output {text(o.name)!r} is never produced")
@@ -180,7 +181,7 @@ class _Converter:
                     "input or initializer defines"
                 )
         attrs = {text(a.name): self.attribute(a, values) for a in n.attribute}
-        outputs = []
+        outputs: list[Value] = []
         for o in map(text, n.output):
             v = Value(o, types.get(o)) if o else Value(f"{name}:unused:{len(outputs)}")
             if o:
