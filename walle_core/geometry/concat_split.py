@@ -44,9 +44,9 @@ def _slice_params(ctx: NodeContext) -> tuple[list[int], list[int], list[int], li
         axes = ctx.attr("axes") or list(range(len(starts)))
         steps = [1] * len(starts)
     else:
-        starts, ends = ctx.need_const(1).tolist(), ctx.need_const(2).tolist()
-        axes = ctx.need_const(3).tolist() if ctx.has(3) else list(range(len(starts)))
-        steps = ctx.need_const(4).tolist() if ctx.has(4) else [1] * len(starts)
+        starts, ends = ctx.need_const(1).reshape(-1).tolist(), ctx.need_const(2).reshape(-1).tolist()
+        axes = ctx.need_const(3).reshape(-1).tolist() if ctx.has(3) else list(range(len(starts)))
+        steps = ctx.need_const(4).reshape(-1).tolist() if ctx.has(4) else [1] * len(starts)
     return starts, ends, [norm_axis(a, rank) for a in axes], steps
 
 
@@ -68,7 +68,7 @@ def lower_slice(ctx: NodeContext) -> list[int]:
 def _split_sizes(ctx: NodeContext, dim: int) -> list[int]:
     split = None
     if ctx.opset >= 13 and ctx.has(1):
-        split = ctx.need_const(1).tolist()
+        split = ctx.need_const(1).reshape(-1).tolist()
     elif ctx.opset < 13:
         split = ctx.attr("split")
     if split:

@@ -41,7 +41,7 @@ def reshape_target(ctx: NodeContext, src: tuple[int, ...], want: list[int]) -> t
 
 @lowers("Reshape")
 def lower_reshape(ctx: NodeContext) -> list[int]:
-    want = ctx.attr("shape") if ctx.opset < 5 else ctx.need_const(1).tolist()
+    want = ctx.attr("shape") if ctx.opset < 5 else ctx.need_const(1).reshape(-1).tolist()
     return [relabel(ctx, ctx.inputs[0], reshape_target(ctx, ctx.shape(0), list(want)))]
 
 
@@ -56,7 +56,7 @@ def lower_flatten(ctx: NodeContext) -> list[int]:
 
 def _axes(ctx: NodeContext) -> list[int] | None:
     if ctx.opset >= 13:
-        return ctx.need_const(1).tolist() if ctx.has(1) else None
+        return ctx.need_const(1).reshape(-1).tolist() if ctx.has(1) else None
     return ctx.attr("axes")
 
 

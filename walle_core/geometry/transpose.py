@@ -3,7 +3,8 @@
 Transpose: ``out[i_0..i_n] = x[j]`` with ``j[perm[k]] = i_k``, so out stride k = x stride
 perm[k]. DepthToSpace (DCR): ``x.reshape(N, b, b, C/b², H, W).transpose(0,3,4,1,5,2)``;
 CRD: ``x.reshape(N, C/b², b, b, H, W).transpose(0,1,4,2,5,3)``; SpaceToDepth:
-``x.reshape(N, C, H/b, b, W/b, b).transpose(0,3,5,1,2,4)``. Each is one raster of views.
+``x.reshape(N, C, H/b, b, W/b, b).transpose(0,3,5,1,2,4)`` (CRD: ``(0,1,3,5,2,4)``).
+Each is one raster of views.
 """
 
 from __future__ import annotations
@@ -52,5 +53,6 @@ def lower_space_to_depth(ctx: NodeContext) -> list[int]:
     b = int(ctx.attr("blocksize"))
     if h % b or w % b:
         raise ctx.fail(f"spatial size {h}x{w} not divisible by blocksize {b}")
-    return [permuted_view(ctx, ctx.inputs[0], (n, ch, h // b, b, w // b, b), [0, 3, 5, 1, 2, 4],
+    perm = [0, 1, 3, 5, 2, 4] if ctx.attr("mode", "DCR") == "CRD" else [0, 3, 5, 1, 2, 4]
+    return [permuted_view(ctx, ctx.inputs[0], (n, ch, h // b, b, w // b, b), perm,
                           (n, ch * b * b, h // b, w // b))]

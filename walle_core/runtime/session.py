@@ -18,7 +18,7 @@ from walle_core.geometry import DataDependent
 from walle_core.ir.errors import InputError, UnsupportedOpsError
 from walle_core.ir.graph import Dim, Graph, Value
 from walle_core.ir.primitives import TensorSpec
-from walle_core.runtime.backends import create_backend
+from walle_core.runtime.backends import assign, create_backend
 from walle_core.runtime.executor import Executable
 from walle_core.runtime.passes import optimize
 from walle_core.runtime.planner import Program, plan, unsupported_ops
@@ -77,6 +77,7 @@ class Session:
                 self._plans[key] = None
             else:
                 optimize(program)
+                assign(program.steps, [self.backend])  # the seam placement search refines
                 self._plans[key] = Executable(program, self.backend)
         return self._plans[key]
 
