@@ -8,6 +8,7 @@ by offset.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from walle_core.ir.primitives import Primitive, Step, TensorSpec
 
 __all__ = ["NumbaBackend"]
+
+# numba's OpenMP layer spins idle workers; on a small or shared machine a spinning worker
+# starves the thread doing the work (a 20 us kernel took 9 ms under load). Must be set before
+# the OpenMP runtime loads, i.e. before the first parallel kernel runs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _SIMD_FLAGS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "neon", "sve")
 

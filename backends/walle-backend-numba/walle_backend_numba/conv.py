@@ -20,11 +20,12 @@ from typing import Any
 import numba
 import numpy as np
 
+from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import COLUMN, epilogue
 from walle_core.ir.primitives import TensorSpec
 
 
-@numba.njit(cache=True, parallel=True)
+@dual()
 def im2col(x: Any, col: Any, c0: int, cg: int, kh: int, kw: int, sh: int, sw: int, ph: int,
            pw: int, dh: int, dw: int, oh: int, ow: int) -> None:  # pragma: no cover
     """col[(c*kh + i)*kw + j, p*ow + q] = x[c0 + c, p*sh + i*dh - ph, q*sw + j*dw - pw] or 0."""
@@ -45,7 +46,7 @@ def im2col(x: Any, col: Any, c0: int, cg: int, kh: int, kw: int, sh: int, sw: in
                 col[row, base + q] = x[c0 + c, ih, iw] if 0 <= iw < w else 0
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"contract"})
+@dual(fastmath={"contract"})
 def depthwise(x: Any, wt: Any, y: Any, sh: int, sw: int, ph: int, pw: int, dh: int,
               dw: int) -> None:  # pragma: no cover
     """y[n, c] = sum_ij wt[c, 0, i, j] * x[n, c, p*sh + i*dh - ph, q*sw + j*dw - pw]."""
@@ -113,15 +114,18 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
     oh, ow = y.shape[2], y.shape[3]
     mg = m // g
     one, zero = dtype.type(1), dtype.type(0)
+    post = epilogue.pick(n * m * oh * ow)
 
     def add_bias(yb: Any, bias: Any) -> None:
         if bias is not None:
-            epilogue(yb.reshape(n * m, oh * ow), one, bias.reshape(-1), COLUMN, one, 0, zero,
+            post(yb.reshape(n * m, oh * ow), one, bias.reshape(-1), COLUMN, one, 0, zero,
                      zero, m)
 
     if cg == 1 and mg == 1:
+        dw_kernel = depthwise.pick(n * m * oh * ow * kh * kw)
+
         def run_depthwise(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
-            depthwise(xb, wb, yb, s[0], s[1], ph, pw, d[0], d[1])
+            dw_kernel(xb, wb, yb, s[0], s[1], ph, pw, d[0], d[1])
             add_bias(yb, bias)
 
         return run_depthwise
@@ -137,13 +141,14 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
         return run_pointwise
 
     col = np.empty((cg * kh * kw, oh * ow), dtype)
+    unfold = im2col.pick(col.size)
 
     def run_im2col(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
         w3 = wb.reshape(g, mg, cg * kh * kw)
         y4 = yb.reshape(n, g, mg, oh * ow)
         for i in range(n):
             for k in range(g):
-                im2col(xb[i], col, k * cg, cg, kh, kw, s[0], s[1], ph, pw, d[0], d[1], oh, ow)
+                unfold(xb[i], col, k * cg, cg, kh, kw, s[0], s[1], ph, pw, d[0], d[1], oh, ow)
                 np.matmul(w3[k], col, out=y4[i, k])
         add_bias(yb, bias)
 

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from walle_backend_numba.codecache import load_source
+from walle_backend_numba.jit import PARALLEL_MIN
 from walle_core.ir.primitives import Expr
 from walle_core.runtime import numpy_kernels as nk
 
 KERNEL_DTYPES = frozenset({"float32", "float64", "int32", "int64", "bool"})
 FLOAT = frozenset({"float32", "float64"})
-PARALLEL_MIN = 1 << 15  # below this, a prange launch costs more than it saves
 
 _ARITH = {"add": "+", "sub": "-", "mul": "*"}
 _COMPARE = {"eq": "==", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -234,4 +234,7 @@ def build(expr: Expr, in_arrays_dtypes: list[np.dtype[Any]], scalar: list[bool],
     if key not in _compiled:
         _compiled[key] = load_source(source)
     module = _compiled[key]
-    return module.par if size >= PARALLEL_MIN else module.seq  # type: ignore[no-any-return]
+    import numba
+
+    parallel = size >= PARALLEL_MIN and numba.get_num_threads() > 1
+    return module.par if parallel else module.seq  # type: ignore[no-any-return]

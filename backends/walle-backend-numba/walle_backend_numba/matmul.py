@@ -15,13 +15,14 @@ from typing import Any
 import numba
 import numpy as np
 
+from walle_backend_numba.jit import dual
 from walle_core.ir.primitives import MatMul, TensorSpec
 
 ACTS = {"": 0, "relu": 1, "clip": 2, "sigmoid": 3, "tanh": 4}
 NO_BIAS, SCALAR, ROW, FULL, COLUMN = range(5)
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
+@dual(fastmath={"contract"}, error_model="numpy")
 def epilogue(y: Any, alpha: Any, bias: Any, kind: int, beta: Any, act: int, lo: Any, hi: Any,
              m: int) -> None:  # pragma: no cover
     """In place on y [rows, n]: y = act(alpha*y + beta*bias); rows are (batch*M)."""
@@ -94,6 +95,7 @@ def plan(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
     alpha, beta = dtype.type(prim.alpha), dtype.type(prim.beta)
     needs_epilogue = kind != NO_BIAS or act != 0 or prim.alpha != 1.0
     dummy = np.zeros(1, dtype)
+    post = epilogue.pick(size)
 
     def run(x: Any, w: Any, c: Any, y: Any) -> None:
         xa = np.swapaxes(x, -1, -2) if prim.trans_a else x
@@ -102,6 +104,6 @@ def plan(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
         np.matmul(xa, wb, out=target)
         if needs_epilogue and size:
             flat_bias = c.reshape(-1) if c is not None else dummy
-            epilogue(target.reshape(-1, n), alpha, flat_bias, kind, beta, act, lo, hi, m)
+            post(target.reshape(-1, n), alpha, flat_bias, kind, beta, act, lo, hi, m)
 
     return run

@@ -15,15 +15,15 @@ from typing import Any
 import numba
 import numpy as np
 
+from walle_backend_numba.jit import PARALLEL_MIN, dual
 from walle_core.ir.primitives import Raster, Region
 
-PARALLEL_MIN = 1 << 16
 TILE = 32
 
 Dims = list[tuple[int, int, int]]  # (size, src stride, dst stride), outermost first
 
 
-@numba.njit(cache=True, parallel=True)
+@dual()
 def copy_table(src: Any, dst: Any, table: Any, accumulate: bool) -> None:  # pragma: no cover
     """Each table row: src_off, ss0, ss1, ss2, dst_off, ds0, ds1, ds2, n0, n1, n2, parallel."""
     for r in range(table.shape[0]):
@@ -52,7 +52,7 @@ def copy_table(src: Any, dst: Any, table: Any, accumulate: bool) -> None:  # pra
                             dst[db + k * d2] = src[sb + k * s2]
 
 
-@numba.njit(cache=True, parallel=True)
+@dual()
 def transpose_2d(src: Any, so: int, ss0: int, dst: Any, do: int, dd1: int, rows: int,
                  cols: int) -> None:  # pragma: no cover
     """dst[do + i + j*dd1] = src[so + i*ss0 + j]: tiles keep both sides in cache."""
@@ -103,7 +103,7 @@ def transpose_args(dims: Dims) -> tuple[int, int, int, int] | None:
 
 def row(r: Region, dims: Dims) -> list[int]:
     padded = [(1, 0, 0)] * (3 - len(dims)) + dims
-    par = int(injective(dims) and r.count >= PARALLEL_MIN)
+    par = int(injective(dims) and r.count >= PARALLEL_MIN and numba.get_num_threads() > 1)
     return [r.src_offset, *(s for _, s, _ in padded), r.dst_offset, *(d for _, _, d in padded),
             *(n for n, _, _ in padded), par]
 
@@ -150,8 +150,9 @@ def plan(prim: Raster) -> Callable[[list[np.ndarray], np.ndarray], None] | None:
                     flat[do:do + n] = s[so:so + n]
             elif kind == "t2d":
                 so, ss0, do, dd1, rows, cols = arg
-                transpose_2d(s, so, ss0, flat, do, dd1, rows, cols)
+                transpose_2d.pick(rows * cols)(s, so, ss0, flat, do, dd1, rows, cols)
             else:
-                copy_table(s, flat, arg, accumulate)
+                kernel = copy_table.parallel if arg[:, 11].any() else copy_table.serial
+                kernel(s, flat, arg, accumulate)
 
     return run

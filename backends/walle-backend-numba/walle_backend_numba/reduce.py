@@ -14,6 +14,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from walle_backend_numba.jit import dual
 from walle_core.ir.primitives import Reduce
 
 OPS = {"sum": 0, "mean": 1, "max": 2, "min": 3, "sum_square": 4, "l1": 5, "l2": 6}
@@ -29,7 +30,7 @@ def _term(v: Any, op: int) -> Any:  # pragma: no cover
     return v
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FM)
+@dual(fastmath=_FM)
 def reduce_3d(x: Any, out: Any, op: int) -> None:  # pragma: no cover
     """x [outer, red, inner] -> out [outer, inner]; op codes as in OPS."""
     outer, red, inner = x.shape
@@ -96,8 +97,9 @@ def plan(prim: Reduce, in_shape: tuple[int, ...], dtype: np.dtype[Any],
         return None
     outer, red, inner = dims
     op = OPS[prim.op]
+    kernel = reduce_3d.pick(outer * red * inner)
 
     def run(x: np.ndarray, out: np.ndarray) -> None:
-        reduce_3d(x.reshape(outer, red, inner), out.reshape(outer, inner), op)
+        kernel(x.reshape(outer, red, inner), out.reshape(outer, inner), op)
 
     return run

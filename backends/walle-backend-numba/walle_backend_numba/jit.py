@@ -1,0 +1,40 @@
+"""Every parallel kernel is compiled twice: serial for small work, parallel for large.
+
+A parallel launch costs tens of microseconds on a quiet machine and milliseconds on a loaded
+one (a worker descheduled mid-barrier), while most CNN tensors are small; so each kernel has
+a serial twin (same code, ``prange`` as ``range``) and :meth:`Dual.pick` chooses by the
+amount of work. The twin gets its own qualified name so numba's on-disk cache keeps the two
+compilations apart.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numba
+
+PARALLEL_MIN = 1 << 17  # elements (or multiply-adds) below which the serial twin wins
+
+
+class Dual:
+    """A serial and a parallel compilation of one kernel."""
+
+    def __init__(self, fn: Callable[..., Any], **options: Any) -> None:
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                  fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"
+        self.serial = numba.njit(cache=True, **options)(twin)
+        self.parallel = numba.njit(cache=True, parallel=True, **options)(fn)
+        self.__doc__ = fn.__doc__
+
+    def pick(self, work: int) -> Any:
+        if work >= PARALLEL_MIN and numba.get_num_threads() > 1:
+            return self.parallel
+        return self.serial
+
+
+def dual(**options: Any) -> Callable[[Callable[..., Any]], Dual]:
+    """Decorator: ``@dual(fastmath=...)`` gives a :class:`Dual`."""
+    return lambda fn: Dual(fn, **options)
