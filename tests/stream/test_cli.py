@@ -62,4 +62,6 @@ def test_stream_sources_and_bench() -> None:
                                 "--repeat", "1", "--json"])
     assert bench.exit_code == 0, bench.output
     figures = json.loads(bench.output)
-    assert figures["tasks"] == 100 and figures["trie_events_per_s"] > 0
+    assert set(figures) == {"demanding", "realistic"}  # both mixes, never one alone
+    for mix in figures.values():
+        assert mix["tasks"] == 100 and mix["trie_events_per_s"] > 0

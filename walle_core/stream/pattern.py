@@ -93,20 +93,21 @@ class Atom:
         ``user`` or ``args``) must still run. The trie caches this per (id, page) pair, so the hot
         path calls no predicate at all for the usual ``[page=...]`` patterns.
         """
+        ok, rest = self.residual(eid, page)
+        return ok, compile_preds(rest) if ok else None
+
+    def residual(self, eid: str, page: Any) -> tuple[bool, tuple[tuple[str, str, str], ...]]:
+        """Like :meth:`specialise`, but the predicates left to check are returned uncompiled."""
         if not self.matches_id(eid):
-            return False, None
+            return False, ()
         rest = []
         for name, op, value in self.preds:
             if name in ("id", "page"):
                 if ((eid if name == "id" else page) == value) != (op == "="):
-                    return False, None
+                    return False, ()
             else:
-                rest.append(_compile_pred(name, op, value))
-        if not rest:
-            return True, None
-        if len(rest) == 1:
-            return True, rest[0]
-        return True, lambda event: all(check(event) for check in rest)
+                rest.append((name, op, value))
+        return True, tuple(rest)
 
     def matches(self, event: dict[str, Any]) -> bool:
         return self.matcher()(event)
@@ -120,6 +121,16 @@ class Atom:
                 return lambda event: event["id"] == name
             return lambda event: event["id"] == name and pred(event)
         return lambda event: self.matches_id(event["id"]) and (pred is None or pred(event))
+
+
+def compile_preds(preds: tuple[tuple[str, str, str], ...]) -> Predicate | None:
+    """One check for all of ``preds`` (``None`` when there are none)."""
+    if not preds:
+        return None
+    checks = [_compile_pred(f, op, v) for f, op, v in preds]
+    if len(checks) == 1:
+        return checks[0]
+    return lambda event: all(check(event) for check in checks)
 
 
 def _compile_pred(field: str, op: str, value: str) -> Predicate:

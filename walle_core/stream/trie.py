@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from walle_core.stream.pattern import Atom, Element, Predicate, Trigger
+from walle_core.stream.pattern import Atom, Element, Predicate, Trigger, compile_preds
 
 Start = tuple[int, int]  # (per-key sequence number, event time ms) of a match's first event
 Edge = tuple[Predicate | None, "Node"]  # (check left after the event class, target)
@@ -82,12 +82,15 @@ class Node:
 class EventClass:
     """One distinct (id, page) pair: the unit by which the trie's transitions are cached."""
 
-    __slots__ = ("eid", "page", "starts", "cancels")
+    __slots__ = ("eid", "page", "starts", "keyed", "cancels")
 
-    def __init__(self, eid: str, page: Any, starts: tuple[Edge, ...], cancels: bool) -> None:
+    def __init__(self, eid: str, page: Any, cancels: bool) -> None:
         self.eid = eid
         self.page = page
-        self.starts = starts  # the root's transition: where a fresh match may begin
+        self.starts: tuple[Edge, ...] = ()  # the root's transition: where a match may begin
+        # root edges whose only check left is ``args.<name>=<value>``, grouped by name and
+        # indexed by value, so 50 campaign tasks on 50 items cost one lookup, not 50 checks
+        self.keyed: tuple[tuple[str, dict[str, tuple[Node, ...]]], ...] = ()
         self.cancels = cancels  # may match some task's "not followed by"
 
     def __repr__(self) -> str:
@@ -173,6 +176,25 @@ class TriggerTrie:
             node.dup_ends = any(ends[end.task] > 1 for end in node.tasks)
         return self
 
+    def _new_class(self, eid: str, page: Any) -> EventClass:
+        found = EventClass(eid, page, self._neg_any or eid in self._neg_ids)
+        starts: list[Edge] = []
+        keyed: dict[str, dict[str, list[Node]]] = {}
+        for atom, target in self.root.edges:
+            ok, rest = atom.residual(eid, page)
+            if not ok:
+                continue
+            if len(rest) == 1 and rest[0][0].startswith("args.") and rest[0][1] == "=":
+                name = rest[0][0][5:]
+                keyed.setdefault(name, {}).setdefault(rest[0][2], []).append(target)
+            else:
+                starts.append((compile_preds(rest), target))
+        found.starts = tuple(starts)
+        found.keyed = tuple((name, {value: tuple(targets) for value, targets in index.items()})
+                            for name, index in keyed.items())
+        self.root.trans[found] = found.starts
+        return found
+
     def event_class(self, eid: str, page: Any) -> EventClass:
         """The class of events with this id and page (created and cached on first sight)."""
         pages = self.classes.get(eid)
@@ -186,8 +208,7 @@ class TriggerTrie:
                     node.trans.clear()
                 self._class_count = 0
                 pages = self.classes[eid] = {}
-            found = EventClass(eid, page, (), self._neg_any or eid in self._neg_ids)
-            found.starts = self.root.transition(found)
+            found = self._new_class(eid, page)
             pages[page] = found
             self._class_count += 1
         return found

@@ -122,8 +122,15 @@ class TriggerEngine:
         key: str = event["user"]
         state = self.keys.get(key)
         starts = cls.starts
+        hits: tuple[Node, ...] | None = None
+        if cls.keyed:  # campaign-style starts: one index lookup per argument name
+            args = event["args"]
+            for name, index in cls.keyed:
+                found = index.get(str(args.get(name)))
+                if found:
+                    hits = found if hits is None else hits + found
         if state is None:
-            if not starts:
+            if not starts and hits is None:
                 return fired  # the fast path: nothing live for this user, nothing starts here
             state = self.keys[key] = KeyState()
         buf = state.buf
@@ -155,10 +162,13 @@ class TriggerEngine:
                     del gaps[eid]
         if state.wild:
             state.wild = self._wake(state.wild, cls, event, ts, landed)
-        if starts:
+        if starts or hits:
             new_start = (seq, ts)
             for check, target in starts:
                 if check is None or check(event):
+                    landed[target] = new_start
+            if hits:
+                for target in hits:
                     landed[target] = new_start
         if state.pending and cls.cancels:
             self._cancel(state, event, ts)
