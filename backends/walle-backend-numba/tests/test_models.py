@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from walle_backend_numba.checking import ENGINE
 
 pytestmark = pytest.mark.skipif(not ENGINE, reason="the tensor engine is not in this core")
@@ -36,7 +35,8 @@ def _compare_light(name: str) -> None:
     feeds = {inp.name: (np.arange(n).reshape(shape) / n).astype(np.float32)}
     (got,) = numba_session.run(feeds).values()  # type: ignore[attr-defined]
     (want,) = reference.run(feeds).values()  # type: ignore[attr-defined]
-    expected = onnx.numpy_helper.to_array(onnx.load_tensor(str(LIGHT / f"light_{name}_output_0.pb")))
+    expected_file = str(LIGHT / f"light_{name}_output_0.pb")
+    expected = onnx.numpy_helper.to_array(onnx.load_tensor(expected_file))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got, expected, rtol=2e-3, atol=1e-7)
 
