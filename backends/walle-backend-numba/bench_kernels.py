@@ -16,11 +16,19 @@ from typing import Any
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
-
 from walle_backend_numba import NumbaBackend
+
 from walle_core.ir.dtypes import from_numpy
-from walle_core.ir.primitives import Elementwise, Kernel, MatMul, Raster, Reduce, Region, Step
-from walle_core.ir.primitives import TensorSpec
+from walle_core.ir.primitives import (
+    Elementwise,
+    Kernel,
+    MatMul,
+    Raster,
+    Reduce,
+    Region,
+    Step,
+    TensorSpec,
+)
 from walle_core.reference_backend import ReferenceBackend
 
 RNG = np.random.default_rng(0)
