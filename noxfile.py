@@ -41,6 +41,13 @@ def quick(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark model set against onnxruntime, MNN and PyTorch (prints ratios)."""
+    session.run("walle", "bench", "--all", "--vs", "onnxruntime,mnn,torch", *session.posargs,
+                external=True)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The main job: probe every installed backend."""
     session.run("walle", "backends", "list", "--probe", external=True)
