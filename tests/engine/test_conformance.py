@@ -27,4 +27,6 @@ def test_unsupported_is_classified() -> None:
 
 @pytest.mark.slow
 def test_whole_suite_beats_onnxruntime_count() -> None:
-    assert_conformance("reference", minimum_passed=1500)
+    # Measured: 1935 of 2033 pass on the reference (onnxruntime 1.31: 1454 through the same
+    # runner). The floor is the measured figure, so any regression fails.
+    assert_conformance("reference", minimum_passed=1935)
