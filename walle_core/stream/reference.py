@@ -1,8 +1,8 @@
 """The previous trigger engine, kept verbatim as the behavioural reference.
 
-Why it stays: :class:`walle_core.stream.triggers.TriggerEngine` now runs on memoised state
-transitions (:mod:`walle_core.stream.dfa`); this engine moves every cursor one by one. The
-differential tests (``tests/stream/test_dfa_differential.py``) run both on random pattern sets and
+Why it stays: :class:`walle_core.stream.triggers.TriggerEngine` is tuned for speed (lazy windows,
+early exits); this is the straightforward per-cursor engine it started from. The differential
+tests (``tests/stream/test_differential.py``) run both on random pattern sets and
 event streams and require the same fires, windows and counts, and ``bench`` can time it as the
 "before" figure. Not used on the hot path.
 """

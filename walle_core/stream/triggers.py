@@ -26,33 +26,50 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import math
 from typing import Any
 
-from walle_core.stream.dfa import Dfa, State, canonical, cursors
 from walle_core.stream.events import Event
 from walle_core.stream.pattern import Predicate, Trigger
-from walle_core.stream.trie import Node, Start, TaskEnd, TriggerTrie
+from walle_core.stream.trie import EventClass, Node, Start, TaskEnd, TriggerTrie
 
 _TRIM_AT = 512  # buffer length beyond which a key's buffer is trimmed to its oldest live start
 Cursors = dict[Node, Start]
 
 
 class Match:
-    """A completed trigger: the task, the key, and the matched window of that key's events."""
+    """A completed trigger: the task, the key, and the matched window of that key's events.
 
-    __slots__ = ("task", "key", "events", "start_ts", "end_ts")
+    The window is sliced from the key's buffer only when ``events`` is first read (the engine
+    never mutates a buffer in place before that: it appends, or replaces the list), so matches
+    that nobody inspects cost no copy.
+    """
+
+    __slots__ = ("task", "key", "_buf", "_lo", "_hi", "_events", "start_ts", "end_ts")
 
     def __init__(self, task: str, key: str, events: list[Event], start_ts: int,
-                 end_ts: int) -> None:
+                 end_ts: int, lo: int = 0, hi: int = -1) -> None:
         self.task = task
         self.key = key
-        self.events = events
+        self._buf = events
+        self._lo = lo
+        self._hi = hi  # < 0: ``events`` is the window itself
+        self._events: list[Event] | None = events if hi < 0 else None
         self.start_ts = start_ts
         self.end_ts = end_ts
 
+    @property
+    def events(self) -> list[Event]:
+        found = self._events
+        if found is None:
+            found = self._events = self._buf[self._lo:self._hi]
+        return found
+
+    def window_len(self) -> int:
+        """``len(self.events)`` without slicing the window."""
+        return len(self._buf) if self._hi < 0 else self._hi - self._lo
+
     def __repr__(self) -> str:
-        return f"Match({self.task!r}, {self.key!r}, {len(self.events)} events)"
+        return f"Match({self.task!r}, {self.key!r}, {self.window_len()} events)"
 
 
 class _Pending:
@@ -67,36 +84,28 @@ class _Pending:
 
 
 class KeyState:
-    """Live state of one key: its interned cursor state, their starts, buffer, negations."""
+    """Live state of one key: its cursors, the event buffer behind them, pending negations."""
 
-    __slots__ = ("state", "starts", "deadline", "buf", "base", "pending")
+    __slots__ = ("active", "gaps", "wild", "buf", "base", "pending")
 
-    def __init__(self, state: State) -> None:
-        self.state = state
-        self.starts: list[Start] = []  # by rank: starts[0] is the oldest live match's first event
-        self.deadline: float = math.inf  # no cursor can have expired before this event time
+    def __init__(self) -> None:
+        self.active: Cursors = {}
+        self.gaps: dict[str, Cursors] = {}
+        self.wild: Cursors = {}
         self.buf: list[Event] = []
         self.base = 0  # sequence number of buf[0]
         self.pending: list[_Pending] = []
 
     def cursors(self) -> Cursors:
-        active, gaps, wild = cursors(self.state, self.starts)
-        out = dict(active)
-        for waiting in gaps.values():
+        out = dict(self.active)
+        for waiting in self.gaps.values():
             out.update(waiting)
-        out.update(wild)
+        out.update(self.wild)
         return out
 
 
-def _set_deadline(state: KeyState) -> None:
-    deadline = math.inf
-    for rank, limit in state.state.lims:
-        deadline = min(deadline, state.starts[rank][1] + limit)
-    state.deadline = deadline
-
-
 class TriggerEngine:
-    """Advances every key's cursors through one :class:`TriggerTrie`, by memoised steps."""
+    """Advances every key's cursors through one :class:`TriggerTrie`."""
 
     def __init__(self, triggers: dict[str, Trigger]) -> None:
         self.keys: dict[str, KeyState] = {}
@@ -108,7 +117,6 @@ class TriggerEngine:
 
     def _set_trie(self, trie: TriggerTrie) -> None:
         self.trie = trie
-        self.dfa = Dfa(trie)  # a new task set: a new memo (states name the old trie's nodes)
         self._classes = trie.classes
         self._negations = {task: atom.matcher() for task, atom in trie.negations.items()}
 
@@ -132,6 +140,7 @@ class TriggerEngine:
             cls = self.trie.event_class(eid, page)
         key: str = event["user"]
         state = self.keys.get(key)
+        starts = cls.starts
         hits: tuple[Node, ...] | None = None
         if cls.keyed:  # campaign-style starts: one index lookup per argument name
             args = event["args"]
@@ -140,62 +149,101 @@ class TriggerEngine:
                 if found:
                     hits = found if hits is None else hits + found
         if state is None:
-            if not cls.starts and hits is None:
+            if not starts and hits is None:
                 return fired  # the fast path: nothing live for this user, nothing starts here
-            state = self.keys[key] = KeyState(self.dfa.empty)
+            state = self.keys[key] = KeyState()
         buf = state.buf
         seq = state.base + len(buf)
         buf.append(event)
-        if ts > state.deadline:
-            self._prune(state, eid, ts)  # rare: some cursor may have run out of time
-        cur = state.state
-        entry = cur.next.get(cls)
-        if entry is None:
-            entry = self.dfa.entry(cur, cls)
-        step = entry.step
-        if step is None:  # user/args predicates or campaign hits decide this one
-            checks = entry.checks
-            sub = (tuple([c for c in checks if c(event)]) if checks else (), hits)
-            step = entry.sub.get(sub)
-            if step is None:
-                step = entry.sub[sub] = self.dfa.step(cur, cls, sub[0], hits)
+        active = state.active
+        gaps = state.gaps
+        if not (active or starts or hits or state.wild or (gaps and eid in gaps)):
+            # the common case for a live user: no cursor this event can move, nothing starts
+            if state.pending and cls.cancels:
+                self._cancel(state, event, ts)
+            if not gaps:
+                if not state.pending:
+                    del self.keys[key]
+                else:
+                    state.base = seq + 1
+                    state.buf = []
+            elif len(buf) > _TRIM_AT:
+                self._trim(state)
+            return fired
+        landed: Cursors = {}
+        if active:
+            state.active = {}
+            for node, start in active.items():
+                if ts - start[1] > node.max_within:
+                    continue  # expired: no task passing here allows a match this long
+                edges = node.trans.get(cls)
+                if edges is None:
+                    edges = node.transition(cls)
+                for check, target in edges:
+                    if check is None or check(event):
+                        old = landed.get(target)
+                        if old is None or old[0] < start[0]:
+                            landed[target] = start
+        if gaps:
+            waiting = gaps.get(eid)
+            if waiting:
+                kept = self._wake(waiting, cls, event, ts, landed)
+                if kept:
+                    gaps[eid] = kept
+                else:
+                    del gaps[eid]
+        if state.wild:
+            state.wild = self._wake(state.wild, cls, event, ts, landed)
+        if starts or hits:
+            new_start = (seq, ts)
+            for check, target in starts:
+                if check is None or check(event):
+                    landed[target] = new_start
+            if hits:
+                for target in hits:
+                    landed[target] = new_start
         if state.pending and cls.cancels:
             self._cancel(state, event, ts)
-        old = state.starts
-        if step.fires:
+        if landed:
+            active = state.active
             count = 0
-            for end, rank in step.fires:
-                start = (seq, ts) if rank < 0 else old[rank]
-                if ts - start[1] > end.within_ms:
-                    continue
-                match = Match(end.task, key, buf[start[0] - state.base:], start[1], ts)
-                if end.negation is not None:
-                    self._add_pending(key, state, _Pending(
-                        ts + end.not_within_ms, end, match, self._negations[end.task]))
-                    continue
-                if fired is None:
-                    fired = [match]
-                else:
-                    fired.append(match)
-                count += 1
+            for node, start in landed.items():
+                ends = node.tasks
+                if ends:  # completion, inlined: a third of events complete something
+                    for end in ends:
+                        if ts - start[1] > end.within_ms:
+                            continue
+                        # the window is sliced lazily, on first read of ``match.events``
+                        match = Match(end.task, key, buf, start[1], ts, start[0] - state.base,
+                                      len(buf))
+                        if end.negation is not None:
+                            self._add_pending(key, state, _Pending(
+                                ts + end.not_within_ms, end, match, self._negations[end.task]))
+                            continue
+                        if fired is None:
+                            fired = [match]
+                        else:
+                            fired.append(match)
+                        count += 1
+                    if node.dup_ends:
+                        dup = True
+                if node.edges:
+                    active[node] = start
+                if node.gap_slots:
+                    for gap, wake in node.gap_slots:
+                        if wake is None:
+                            waiting = state.wild
+                        else:
+                            waiting = gaps.get(wake)
+                            if waiting is None:
+                                waiting = gaps[wake] = {}
+                        old = waiting.get(gap)
+                        if old is None or old[0] < start[0]:
+                            waiting[gap] = start
             self.fired += count
-            if step.dup:
-                dup = True
-        nxt = step.state
-        perm = step.perm
-        if perm is not None or nxt is not cur:
-            state.state = nxt
-            if perm is not None:
-                old.append((seq, ts))
-                old = state.starts = [old[i] for i in perm]
-            deadline = math.inf
-            for rank, limit in nxt.lims:
-                if old[rank][1] + limit < deadline:
-                    deadline = old[rank][1] + limit
-            state.deadline = deadline  # as _set_deadline, inlined
-        if dup and step.landed and fired is not None and len(fired) > 1:
-            fired = self._one_per_task(fired)
-        if nxt.empty:
+            if dup and fired is not None and len(fired) > 1:
+                fired = self._one_per_task(fired)
+        if not (state.active or gaps or state.wild):
             if not state.pending:
                 del self.keys[key]
             else:
@@ -205,22 +253,34 @@ class TriggerEngine:
             self._trim(state)
         return fired
 
-    def _prune(self, state: KeyState, eid: str, ts: int) -> None:
-        """Drop the cursors this event would find expired (those it visits), re-intern the rest."""
-        active, gaps, wild = cursors(state.state, state.starts)
-        active = {n: s for n, s in active.items() if ts - s[1] <= n.max_within}
-        wild = {n: s for n, s in wild.items() if ts - s[1] <= n.max_within}
-        if eid in gaps:
-            gaps[eid] = {n: s for n, s in gaps[eid].items() if ts - s[1] <= n.max_within}
-        state.state, state.starts = canonical(self.dfa, active, gaps, wild)
-        _set_deadline(state)
+    @staticmethod
+    def _wake(waiting: Cursors, cls: EventClass, event: Event, ts: int,
+              landed: Cursors) -> Cursors:
+        """Move the gap cursors that ``event`` ends; return those that keep waiting."""
+        kept: Cursors = {}
+        for node, start in waiting.items():
+            if ts - start[1] > node.max_within:
+                continue
+            edges = node.trans.get(cls)
+            if edges is None:
+                edges = node.transition(cls)
+            moved = False
+            for check, target in edges:
+                if check is None or check(event):
+                    moved = True
+                    old = landed.get(target)
+                    if old is None or old[0] < start[0]:
+                        landed[target] = start
+            if not moved:
+                kept[node] = start
+        return kept
 
     def _one_per_task(self, fired: list[Match]) -> list[Match]:
         """A task fires at most once per key and event: with its shortest window."""
         best: dict[tuple[str, str], Match] = {}
         for match in fired:
             seen = best.get((match.task, match.key))
-            if seen is None or len(match.events) < len(seen.events):
+            if seen is None or match.window_len() < seen.window_len():
                 best[(match.task, match.key)] = match
         self.fired -= len(fired) - len(best)
         return list(best.values())
@@ -238,9 +298,9 @@ class TriggerEngine:
 
     @staticmethod
     def _trim(state: KeyState) -> None:
-        oldest = state.starts[0][0]
+        oldest = min(start[0] for start in state.cursors().values())
         if oldest > state.base:
-            del state.buf[: oldest - state.base]
+            state.buf = state.buf[oldest - state.base:]  # a new list: lazy windows keep theirs
             state.base = oldest
 
     def _expire(self, now: int) -> list[Match] | None:
@@ -254,7 +314,7 @@ class TriggerEngine:
             state = self.keys.get(key)
             if state is not None:
                 state.pending = [p for p in state.pending if p is not pending]
-                if not state.pending and state.state.empty:
+                if not (state.pending or state.active or state.gaps or state.wild):
                     del self.keys[key]
             if fired is None:
                 fired = []
@@ -310,23 +370,19 @@ class TriggerEngine:
         self.fired = snap.get("fired", 0)
         ends = {end.task: end for node in trie.nodes.values() for end in node.tasks}
         for key, data in snap.get("keys", {}).items():
-            state = KeyState(self.dfa.empty)
+            state = KeyState()
             state.base = data["base"]
             state.buf = list(data["buf"])
-            active: Cursors = {}
-            gaps: dict[str, Cursors] = {}
-            wild: Cursors = {}
             for path, seq, ts in data["cursors"]:
                 node = trie.nodes.get(path)
                 if node is None:
                     continue  # its pattern is gone with the task that declared it
                 if node.gap:
-                    waiting = wild if node.wake is None else gaps.setdefault(node.wake, {})
+                    waiting = state.wild if node.wake is None else state.gaps.setdefault(
+                        node.wake, {})
                     waiting[node] = (seq, ts)
                 elif node.edges:
-                    active[node] = (seq, ts)
-            state.state, state.starts = canonical(self.dfa, active, gaps, wild)
-            _set_deadline(state)
+                    state.active[node] = (seq, ts)
             for deadline, task, events, start_ts, end_ts in data["pending"]:
                 end = ends.get(task)
                 if end is None or end.negation is None:
@@ -334,5 +390,5 @@ class TriggerEngine:
                 match = Match(task, key, events, start_ts, end_ts)
                 self._add_pending(key, state, _Pending(deadline, end, match,
                                                        self._negations[task]))
-            if not state.state.empty or state.pending:
+            if state.active or state.gaps or state.wild or state.pending:
                 self.keys[key] = state

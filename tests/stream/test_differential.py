@@ -1,6 +1,7 @@
-"""The memoised engine against the per-cursor one it replaced, on random patterns and streams.
+"""The optimised engine against the previous one (kept as the reference), on random inputs.
 
-Why: the state-transition memo (:mod:`walle_core.stream.dfa`) must be a pure speed-up. Seeded
+Why: every change to the hot path (:mod:`walle_core.stream.triggers`) must be a pure speed-up,
+with the previous engine (:mod:`walle_core.stream.reference`) as the oracle. Seeded
 random task sets (exact ids, globs, page/user/args predicates, repetition, gaps, ``within``,
 "not followed by") and random streams (several users, timestamps that sometimes go back) run
 through both engines; every event's batch (task, key, window, start/end time), the counts, the
