@@ -1,15 +1,23 @@
 """Walle's OpenCL backend, through pyopencl.
 
-pyopencl is imported only inside :meth:`OpenCLBackend.probe` (and, later, kernel compilation):
-loading the ICD loader and drivers is slow and must not happen when backends are merely listed.
+pyopencl is imported only inside :meth:`OpenCLBackend.probe` and when a backend instance is
+created: loading the ICD loader and drivers is slow and must not happen when backends are merely
+listed. Execution lives in ``device`` (context, buffers, program cache), ``execution`` (per-step
+kernel or host fallback) and one module per kernel family.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from walle_core.backend import Availability, Backend, Device
+from walle_core.backend import Availability, Device, ExecutionBackend
+from walle_core.ir.primitives import Primitive, Step, TensorSpec
 from walle_core.plugin import PLUGIN_API_VERSION
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["OpenCLBackend"]
 
@@ -65,7 +73,7 @@ def _describe(cl: Any, platform: Any, device: Any, smoke: str) -> Device:
     )
 
 
-class OpenCLBackend(Backend):
+class OpenCLBackend(ExecutionBackend):
     """OpenCL kernels built with pyopencl, for GPUs and CPU runtimes such as PoCL."""
 
     name: ClassVar[str] = "opencl"
@@ -104,3 +112,82 @@ class OpenCLBackend(Backend):
             reason = "; ".join(failures) or "OpenCL platforms found but no devices"
             return Availability(ok=False, reason=reason, devices=tuple(devices))
         return Availability(ok=True, reason="; ".join(failures), devices=tuple(devices))
+
+    # ---- execution contract -------------------------------------------------------------
+
+    def __init__(self, threads: int | None = None) -> None:
+        super().__init__(threads)
+        if threads:  # read by PoCL when the platform is first initialised
+            os.environ.setdefault("POCL_MAX_PTHREAD_COUNT", str(threads))
+        from walle_backend_opencl.device import runtime
+
+        self.rt = runtime()
+        self.kernel_steps = 0
+        self.fallback_steps = 0
+
+    def supports(self, primitive: Primitive) -> bool:
+        if primitive.kind == "Kernel":
+            key = (primitive.domain, primitive.op_type)  # type: ignore[attr-defined]
+            return key in self.native_ops()
+        return True
+
+    def native_ops(self) -> set[tuple[str, str]]:
+        """Composite ops run as host fallbacks of the reference kernels (no device kernels)."""
+        try:
+            from walle_core.reference_ops import supported_ops
+        except ImportError:
+            return set()
+        return {("" if d == "ai.onnx" else d, op) for d, op in supported_ops()}
+
+    def allocate(self, nbytes: int) -> Any:
+        cl = self.rt.cl
+        return cl.Buffer(self.rt.context, cl.mem_flags.READ_WRITE, max(nbytes, 8))
+
+    def view(self, arena: Any, offset: int, spec: TensorSpec) -> Any:
+        import numpy as np
+
+        from walle_backend_opencl.device import DeviceBuffer
+
+        if spec.dtype.name == "string":
+            return np.empty(spec.shape, dtype=object)  # strings never leave the host
+        return DeviceBuffer(arena, offset, spec)
+
+    def constant(self, array: np.ndarray) -> Any:
+        import numpy as np
+
+        from walle_core.ir.dtypes import ALL
+
+        array = np.ascontiguousarray(array)
+        dtype = next((d for d in ALL.values() if d.name != "string" and d.np == array.dtype),
+                     None)
+        if dtype is None:
+            return array
+        buffer = self.view(self.allocate(array.nbytes), 0, TensorSpec(array.shape, dtype))
+        self.upload(array, buffer)
+        return buffer
+
+    def upload(self, array: np.ndarray, buffer: Any) -> None:
+        from walle_backend_opencl.execution import upload
+
+        upload(array, buffer)
+
+    def download(self, buffer: Any) -> np.ndarray:
+        import numpy as np
+
+        from walle_backend_opencl.execution import to_host
+
+        return np.array(to_host(buffer), copy=True)
+
+    def compile(self, step: Step, inputs: Sequence[TensorSpec | None],
+                outputs: Sequence[TensorSpec]) -> Any:
+        from walle_backend_opencl.execution import compile_step
+
+        run, on_device = compile_step(self.rt, step, inputs, outputs)
+        if on_device:
+            self.kernel_steps += 1
+        else:
+            self.fallback_steps += 1
+        return run
+
+    def sync(self) -> None:
+        self.rt.queue.finish()
