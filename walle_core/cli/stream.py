@@ -164,6 +164,8 @@ def bench(
         label = f"trie ({result['tasks']} tasks)"
         typer.echo(f"{label:<20}{result['trie_events_per_s']:>14,.0f} events/s   "
                    f"(runs: {result['trie_events_per_s_all']})")
+        typer.echo(f"trie, previous eng. {result['previous_trie_events_per_s']:>14,.0f} events/s   "
+                   "(the per-cursor engine before tuning, same events)")
         typer.echo(f"full runtime        {result['runtime_events_per_s']:>14,.0f} events/s")
         typer.echo(f"exit-to-stored-feature latency p50 {result['latency_p50_ms'] * 1000:.1f} us, "
                    f"p99 {result['latency_p99_ms'] * 1000:.1f} us  (median of {result['repeat']})")

@@ -7,6 +7,8 @@ Three figures, each the median of ``repeat`` runs on a fresh engine:
 
 * ``loop``: a bare ``for`` over the events calling a no-op: CPython's floor for this loop;
 * ``trie``: :meth:`TriggerEngine.advance` with every task's trigger loaded;
+* ``previous``: the same for :class:`~walle_core.stream.reference.ReferenceEngine`, the engine
+  before the hot-path tuning, on the same events in the same process (the honest "before");
 * ``runtime``: validation + trie + task handlers + feature insert into SQLite (in-memory file),
   with the page-exit-to-stored-feature latency p50/p99.
 
@@ -34,6 +36,7 @@ from typing import Any
 
 from walle_core.stream.events import Event
 from walle_core.stream.pattern import Trigger
+from walle_core.stream.reference import ReferenceEngine
 from walle_core.stream.runtime import StreamRuntime
 from walle_core.stream.task import StreamTask
 from walle_core.stream.triggers import Match, TriggerEngine
@@ -157,9 +160,10 @@ def run_bench(tasks: int = 100, users: int = 2000, minutes: float = 20.0, repeat
     if events is None:
         events = bench_events(users, minutes, seed)
     triggers = MIXES[mix](tasks, seed)
-    loop, trie, runtime, p50, p99, fired = [], [], [], [], [], 0
+    loop, trie, previous, runtime, p50, p99, fired = [], [], [], [], [], [], 0
     for _ in range(repeat):
         loop.append(len(events) / _timed(_noop, events))
+        previous.append(len(events) / _timed(ReferenceEngine(triggers).advance, events))
         engine = TriggerEngine(triggers)
         trie.append(len(events) / _timed(engine.advance, events))
         fired = engine.fired
@@ -177,6 +181,7 @@ def run_bench(tasks: int = 100, users: int = 2000, minutes: float = 20.0, repeat
         "loop_events_per_s": statistics.median(loop),
         "trie_events_per_s": statistics.median(trie),
         "trie_events_per_s_all": [round(x) for x in trie],
+        "previous_trie_events_per_s": statistics.median(previous),
         "runtime_events_per_s": statistics.median(runtime),
         "latency_p50_ms": statistics.median(p50), "latency_p99_ms": statistics.median(p99),
     }
