@@ -149,3 +149,29 @@ def test_loop_scatter_add_runs_on_host(opencl) -> None:  # type: ignore[no-untyp
     prim = Loop(count=4, region=Region(1, 0, (0, 0, 1), 0, (0, 0, 1), (1, 1, 3)),
                 has_base=True, has_dst_offsets=True, src_step=3, reduction="add")
     compare(opencl, prim, [base, src, None, idx * 3], out_spec((6, 3), "float32"))
+
+
+@pytest.mark.parametrize("index_dtype", ["int64", "int32"])
+def test_loop_gather_on_device(opencl, index_dtype: str) -> None:  # type: ignore[no-untyped-def]
+    table = rand((7, 4), "float32")
+    idx = np.array([6, 0, 3, 3, 1], dtype=index_dtype)
+    prim = Loop(count=5, region=Region(0, 0, (0, 0, 1), 0, (0, 0, 1), (1, 1, 4)),
+                has_src_offsets=True, dst_step=4)
+    before = opencl.kernel_steps
+    compare(opencl, prim, [None, table, (idx * 4).astype(index_dtype)], out_spec((5, 4), "float32"))
+    assert opencl.kernel_steps == before + 1
+    strided = Loop(count=3, region=Region(0, 1, (0, 0, 2), 1, (0, 0, 1), (1, 1, 2)),
+                   src_step=8, dst_step=3, fill=-1)
+    compare(opencl, strided, [None, table], out_spec((3, 3), "float32"))
+
+
+def test_loop_gather_out_of_range_raises(opencl) -> None:  # type: ignore[no-untyped-def]
+    from harness import run
+
+    from walle_core.ir.errors import ExecutionError
+
+    prim = Loop(count=2, region=Region(0, 0, (0, 0, 1), 0, (0, 0, 1), (1, 1, 4)),
+                has_src_offsets=True, dst_step=4)
+    with pytest.raises(ExecutionError, match="out of range"):
+        run(opencl, prim, [None, rand((3, 4), "float32"), np.array([0, 40])],
+            out_spec((2, 4), "float32"))

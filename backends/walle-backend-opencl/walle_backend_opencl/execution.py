@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from walle_backend_opencl import elementwise, matmul, raster, reduce
+from walle_backend_opencl import elementwise, loop, matmul, raster, reduce
 from walle_backend_opencl.device import DeviceBuffer, Runtime, global_size
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import (
     Cast,
     Elementwise,
+    Loop,
     MatMul,
     Primitive,
     Raster,
@@ -118,6 +119,8 @@ def plan_step(rt: Runtime, prim: Primitive, ins: Sequence[TensorSpec | None],
     if isinstance(prim, MatMul) and ins[0] is not None and ins[1] is not None:
         bias = ins[2] if len(ins) > 2 else None
         return matmul.plan(rt, prim, ins[0], ins[1], bias, outs[0])
+    if isinstance(prim, Loop):
+        return loop.plan(rt, prim, list(ins), outs[0])
     return None
 
 
