@@ -135,7 +135,8 @@ class Codegen:
         if op == "sigmoid":
             return f"(1 / (1 + exp(-{x})))"
         if op == "softplus":
-            return f"(fmax({x}, 0) + log1p(exp(-fabs({x}))))"
+            # the reference is logaddexp(x * 0, x): NaN at +-inf, where x * 0 is NaN
+            return f"(isinf({x}) ? {x} - {x} : fmax({x}, 0) + log1p(exp(-fabs({x}))))"
         if op == "softsign":
             return f"({x} / (1 + fabs({x})))"
         if op in FLOAT_FN:
@@ -144,6 +145,8 @@ class Codegen:
 
     def binary(self, op: str, args: list[Expr], out: np.dtype[Any]) -> str:
         t = self.operand_type(args)
+        if op == "div" and out.kind == "f":
+            t = out  # numpy divides bools (and any non-integer pair) as true division
         ct = self.c(t)
         a, b = (self.conv(e, t) for e in args)
         isf = t.kind == "f"
