@@ -77,3 +77,21 @@ def test_random_weight_cnn_runs_on_device(opencl) -> None:  # type: ignore[no-un
     want = Session(model.SerializeToString(), backend="reference").run({"x": x})["y"]
     assert got.std() > 1e-3
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_constant_outputs_come_back_as_arrays(opencl) -> None:  # type: ignore[no-untyped-def]
+    """Shape/Size fold to constants that the executor returns without a download."""
+    from onnx import TensorProto, helper
+
+    from walle_core import Session
+
+    nodes = [helper.make_node("Size", ["x"], ["n"]), helper.make_node("Shape", ["x"], ["s"])]
+    graph = helper.make_graph(
+        nodes, "consts", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("n", TensorProto.INT64, []),
+         helper.make_tensor_value_info("s", TensorProto.INT64, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    out = Session(model.SerializeToString(), backend="opencl").run(
+        {"x": np.ones((3, 4), np.float32)})
+    assert type(out["n"]) is np.ndarray and out["n"].shape == () and int(out["n"]) == 12
+    np.testing.assert_array_equal(out["s"], [3, 4])

@@ -155,16 +155,19 @@ class OpenCLBackend(ExecutionBackend):
     def constant(self, array: np.ndarray) -> Any:
         import numpy as np
 
+        from walle_backend_opencl.device import DeviceConstant
         from walle_core.ir.dtypes import ALL
 
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")  # ascontiguousarray would make 0-d arrays 1-d
         dtype = next((d for d in ALL.values() if d.name != "string" and d.np == array.dtype),
                      None)
         if dtype is None:
             return array
         buffer = self.view(self.allocate(array.nbytes), 0, TensorSpec(array.shape, dtype))
         self.upload(array, buffer)
-        return buffer
+        held = array.copy().view(DeviceConstant)
+        held.buffer = buffer
+        return held
 
     def upload(self, array: np.ndarray, buffer: Any) -> None:
         from walle_backend_opencl.execution import upload

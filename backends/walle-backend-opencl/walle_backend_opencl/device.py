@@ -37,6 +37,21 @@ class DeviceBuffer:
     spec: TensorSpec
 
 
+class DeviceConstant(np.ndarray):
+    """A constant: the host array (what the executor returns when a constant is an output,
+    since it copies constants instead of downloading them) carrying its device copy."""
+
+    buffer: DeviceBuffer
+
+    @property
+    def arena(self) -> Any:
+        return self.buffer.arena
+
+    @property
+    def offset(self) -> int:
+        return self.buffer.offset
+
+
 class Runtime:
     """The chosen device with its context, in-order queue and program cache."""
 

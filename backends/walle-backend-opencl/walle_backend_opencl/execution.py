@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from walle_backend_opencl import elementwise, loop, matmul, raster, reduce
-from walle_backend_opencl.device import DeviceBuffer, Runtime, global_size
+from walle_backend_opencl.device import DeviceBuffer, DeviceConstant, Runtime, global_size
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import (
     Cast,
@@ -33,6 +33,8 @@ Run = Callable[[list[Any], list[Any]], None]
 
 
 def to_host(buffer: Any) -> Any:
+    if isinstance(buffer, DeviceConstant):
+        return np.asarray(buffer).view(np.ndarray)
     if isinstance(buffer, DeviceBuffer):
         return download(buffer)
     return buffer

@@ -109,7 +109,7 @@ def plan(rt: Runtime, prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSp
         xb: DeviceBuffer = ins[1]
         xc: DeviceBuffer | None = ins[2] if len(ins) > 2 else None
         y: DeviceBuffer = outs[0]
-        c = xc or xa
+        c = xc if xc is not None else xa
         kernel(rt.queue, grid, (TILE, TILE, 1), xa.arena, np.int64(xa.offset),
                        xb.arena, np.int64(xb.offset), c.arena, np.int64(c.offset), y.arena,
                        np.int64(y.offset), np.int32(m), np.int32(n), np.int32(k),
