@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from walle_backend_opencl.device import DeviceBuffer, Runtime, global_size
-from walle_backend_opencl.raster import BITS
+from walle_backend_opencl.raster import BITS, injective
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import Loop, TensorSpec
 
@@ -56,13 +56,12 @@ def plan(rt: Runtime, prim: Loop, ins: list[TensorSpec | None], out: TensorSpec)
         return None
     r = prim.region
     total = prim.count * r.count
-    if total == 0 or total > 1 << 24:
+    if total == 0:
         return None
-    i, j, k = np.ix_(*(np.arange(n, dtype=np.int64) for n in r.size))
-    local = (i * r.dst_strides[0] + j * r.dst_strides[1] + k * r.dst_strides[2]).reshape(-1)
-    dst = (r.dst_offset + np.arange(prim.count, dtype=np.int64)[:, None] * prim.dst_step
-           + local[None, :]).reshape(-1)
-    if dst.min() < 0 or dst.max() >= out.size or np.unique(dst).size != dst.size:
+    sizes, strides = (prim.count, *r.size), (prim.dst_step, *r.dst_strides)
+    lo = r.dst_offset + sum(min(0, s * (n - 1)) for s, n in zip(strides, sizes, strict=True))
+    hi = r.dst_offset + sum(max(0, s * (n - 1)) for s, n in zip(strides, sizes, strict=True))
+    if lo < 0 or hi >= out.size or not injective(sizes, strides):
         return None  # the reference raises, or overlapping writes need its order
     geom = np.array([r.src_offset, *r.src_strides, r.dst_offset, r.dst_strides[0],
                      r.dst_strides[1], *r.size, prim.src_step, prim.dst_step,

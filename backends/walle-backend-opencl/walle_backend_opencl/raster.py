@@ -55,18 +55,47 @@ def contiguous(size: tuple[int, int, int], strides: tuple[int, int, int]) -> boo
     return True
 
 
+def injective(size: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """Sufficient test that ``size``/``strides`` address each element once: sorted by stride,
+    every stride steps past everything the smaller dims can reach."""
+    reach = 0
+    for n, s in sorted(((n, abs(s)) for n, s in zip(size, strides, strict=True) if n > 1),
+                       key=lambda d: d[1]):
+        if s <= reach:
+            return False
+        reach += s * (n - 1)
+    return True
+
+
+def span(r: Region) -> tuple[int, int]:
+    lo = r.dst_offset + sum(min(0, s * (n - 1)) for s, n in zip(r.dst_strides, r.size,
+                                                                strict=True))
+    hi = r.dst_offset + sum(max(0, s * (n - 1)) for s, n in zip(r.dst_strides, r.size,
+                                                                strict=True))
+    return lo, hi
+
+
 def dst_indices(r: Region) -> np.ndarray:
     i, j, k = np.ix_(*(np.arange(n, dtype=np.int64) for n in r.size))
     s = r.dst_strides
     return (r.dst_offset + i * s[0] + j * s[1] + k * s[2]).reshape(-1)
 
 
+def self_overlapping(r: Region) -> bool:
+    if injective(r.size, r.dst_strides):
+        return False
+    return r.count > 1 << 20 or np.unique(dst_indices(r)).size != r.count
+
+
 def overlapping(regions: list[Region]) -> bool:
-    """Whether any element is written twice (within a region or across regions)."""
+    """Whether two regions may write one element (exact when small, else by their spans)."""
+    spans = sorted(span(r) for r in regions)
+    if all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False)):
+        return False
     total = sum(r.count for r in regions)
-    if total > 1 << 24:
-        return True  # too big to check cheaply: take the ordered path
-    idx = np.concatenate([dst_indices(r) for r in regions]) if regions else np.zeros(0)
+    if total > 1 << 20:
+        return True  # too big to check exactly: take the ordered path
+    idx = np.concatenate([dst_indices(r) for r in regions])
     return bool(np.unique(idx).size != idx.size)
 
 
@@ -76,7 +105,7 @@ def plan(rt: Runtime, prim: Raster, out: TensorSpec) -> Run | None:
     if item not in BITS or (prim.accumulate and rt.ctype(dtype) is None):
         return None
     regions = [r for r in prim.regions if r.count]
-    if any(r.count > 1 << 24 or np.unique(dst_indices(r)).size != r.count for r in regions):
+    if any(self_overlapping(r) for r in regions):
         return None  # a region writing one element twice: numpy's order decides, use numpy
     ctype = rt.ctype(dtype) if prim.accumulate else BITS[item]
     acc = "dst[d] + v" if prim.accumulate else "v"
