@@ -44,7 +44,8 @@ def _slice_params(ctx: NodeContext) -> tuple[list[int], list[int], list[int], li
         axes = ctx.attr("axes") or list(range(len(starts)))
         steps = [1] * len(starts)
     else:
-        starts, ends = ctx.need_const(1).reshape(-1).tolist(), ctx.need_const(2).reshape(-1).tolist()
+        starts = ctx.need_const(1).reshape(-1).tolist()
+        ends = ctx.need_const(2).reshape(-1).tolist()
         axes = ctx.need_const(3).reshape(-1).tolist() if ctx.has(3) else list(range(len(starts)))
         steps = ctx.need_const(4).reshape(-1).tolist() if ctx.has(4) else [1] * len(starts)
     return starts, ends, [norm_axis(a, rank) for a in axes], steps
