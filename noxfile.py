@@ -31,7 +31,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """pytest over the core and every distribution's tests (GPU tests skip without a GPU)."""
-    session.run(PY, "-m", "pytest", "-m", "not gpu", *session.posargs)
+    session.run(PY, "-m", "pytest", "-m", "not gpu", "--durations=10", *session.posargs)
 
 
 @nox.session
