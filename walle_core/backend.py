@@ -107,8 +107,14 @@ class ExecutionBackend(Backend):
         self.threads = threads
 
     def supports(self, primitive: Primitive) -> bool:
-        """Whether :meth:`compile` accepts this primitive (with these parameters)."""
-        return primitive.kind in PRIMITIVE_KINDS and primitive.kind != "Kernel"
+        """Whether :meth:`compile` accepts this primitive (with these parameters).
+
+        A composite :class:`Kernel` step is accepted when its op is in :meth:`native_ops`.
+        """
+        if primitive.kind == "Kernel":
+            key = (primitive.domain, primitive.op_type)  # type: ignore[attr-defined]
+            return key in self.native_ops()
+        return primitive.kind in PRIMITIVE_KINDS
 
     def native_ops(self) -> set[tuple[str, str]]:
         """Composite ``(domain, op_type)`` this backend runs as one :class:`Kernel` step."""

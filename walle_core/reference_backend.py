@@ -33,6 +33,16 @@ from walle_core.plugin import PLUGIN_API_VERSION
 from walle_core.runtime import numpy_kernels as nk
 
 
+def reference_native_ops() -> set[tuple[str, str]]:
+    """Composite ``(domain, op_type)`` that the numpy kernels of :mod:`walle_core.reference_ops`
+    run; every backend may offer them as host kernels (domain ``ai.onnx`` spelt ``""``)."""
+    try:
+        from walle_core.reference_ops import supported_ops
+    except ImportError:
+        return set()
+    return {("" if d == "ai.onnx" else d, op) for d, op in supported_ops()}
+
+
 class ReferenceBackend(ExecutionBackend):
     """Pure-numpy reference implementation of every primitive (the definition others match)."""
 
@@ -55,17 +65,8 @@ class ReferenceBackend(ExecutionBackend):
         )
         return Availability(ok=True, devices=(cpu,))
 
-    def supports(self, primitive: Primitive) -> bool:
-        if isinstance(primitive, Kernel):
-            return (primitive.domain, primitive.op_type) in self.native_ops()
-        return True
-
     def native_ops(self) -> set[tuple[str, str]]:
-        try:
-            from walle_core.reference_ops import supported_ops
-        except ImportError:
-            return set()
-        return {("" if d == "ai.onnx" else d, op) for d, op in supported_ops()}
+        return reference_native_ops()
 
     def allocate(self, nbytes: int) -> np.ndarray:
         return np.empty(max(nbytes, 1), dtype=np.uint8)

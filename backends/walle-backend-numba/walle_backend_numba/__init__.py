@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - probe-only core
 if TYPE_CHECKING:
     import numpy as np
 
-    from walle_core.ir.primitives import Primitive, Step, TensorSpec
+    from walle_core.ir.primitives import Step, TensorSpec
 
 __all__ = ["NumbaBackend"]
 
@@ -97,19 +97,11 @@ class NumbaBackend(_Base):
         self.compiled_steps = 0
         self.fallback_steps = 0
 
-    def supports(self, primitive: Primitive) -> bool:
-        if primitive.kind == "Kernel":
-            key = (primitive.domain, primitive.op_type)  # type: ignore[attr-defined]
-            return key in self.native_ops()
-        return True
-
     def native_ops(self) -> set[tuple[str, str]]:
         """numba kernels for Conv; every other composite op runs the reference numpy kernel."""
-        try:
-            from walle_core.reference_ops import supported_ops
-        except ImportError:
-            return {("", "Conv")}
-        return {("" if d == "ai.onnx" else d, op) for d, op in supported_ops()} | {("", "Conv")}
+        from walle_core.reference_backend import reference_native_ops
+
+        return reference_native_ops() | {("", "Conv")}
 
     def prefers_native(self, domain: str, op_type: str) -> bool:
         # Native Conv skips im2col regions and the output transpose, and depthwise avoids a

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from walle_core.backend import Availability, Device, ExecutionBackend
-from walle_core.ir.primitives import Primitive, Step, TensorSpec
+from walle_core.ir.primitives import Step, TensorSpec
 from walle_core.plugin import PLUGIN_API_VERSION
 
 if TYPE_CHECKING:
@@ -125,19 +125,11 @@ class OpenCLBackend(ExecutionBackend):
         self.kernel_steps = 0
         self.fallback_steps = 0
 
-    def supports(self, primitive: Primitive) -> bool:
-        if primitive.kind == "Kernel":
-            key = (primitive.domain, primitive.op_type)  # type: ignore[attr-defined]
-            return key in self.native_ops()
-        return True
-
     def native_ops(self) -> set[tuple[str, str]]:
         """Composite ops run as host fallbacks of the reference kernels (no device kernels)."""
-        try:
-            from walle_core.reference_ops import supported_ops
-        except ImportError:
-            return set()
-        return {("" if d == "ai.onnx" else d, op) for d, op in supported_ops()}
+        from walle_core.reference_backend import reference_native_ops
+
+        return reference_native_ops()
 
     def allocate(self, nbytes: int) -> Any:
         cl = self.rt.cl
