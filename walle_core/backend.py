@@ -18,6 +18,8 @@ from walle_core.ir.primitives import PRIMITIVE_KINDS, Primitive, Step, TensorSpe
 if TYPE_CHECKING:
     import numpy as np
 
+    from walle_core.search.profile import CostProfile
+
 
 @dataclass(frozen=True)
 class Device:
@@ -94,6 +96,28 @@ class Backend:
 CompiledStep = Callable[[Sequence[Any], Sequence[Any]], None]
 
 
+@dataclass(frozen=True)
+class Algorithm:
+    """One way a backend can run one step, as offered to the semi-auto search.
+
+    ``cost`` is the estimated seconds per run (from the backend's calibrated
+    :class:`~walle_core.search.profile.CostProfile`, or measured where that is cheap);
+    ``params`` are what :meth:`ExecutionBackend.compile` needs to build that variant (tile
+    sizes, local work sizes, ...), as sorted ``(name, value)`` pairs so the choice is hashable.
+    """
+
+    name: str
+    cost: float
+    params: tuple[tuple[str, Any], ...] = ()
+    note: str = ""  # why this cost, for ``walle model explain``
+
+    def param(self, key: str, default: Any = None) -> Any:
+        for k, v in self.params:
+            if k == key:
+                return v
+        return default
+
+
 class ExecutionBackend(Backend):
     """A backend that executes primitive programs (what a session needs beyond ``probe``).
 
@@ -101,7 +125,18 @@ class ExecutionBackend(Backend):
     ``view(arena, offset, spec)`` and ``constant(array)``; per step ``fn = compile(step, ins,
     outs)`` then ``fn(in_buffers, out_buffers)`` (absent inputs are ``None``); ``upload`` /
     ``download`` move data between numpy and buffers; ``sync`` waits for queued work.
+
+    Placement: the semi-auto search (:mod:`walle_core.search`) asks every candidate backend for
+    :meth:`algorithms` of each step, each with an estimated cost, and chooses per graph; the
+    chosen :class:`Algorithm` comes back through ``compile(..., algorithm=)``. Backends whose
+    buffers are not numpy arrays in host memory declare their own :attr:`memory_domain`; the
+    core then inserts transfers (``download`` from one, ``upload`` to the other) where a tensor
+    crosses domains, and the search charges for them.
     """
+
+    #: Backends with the same memory domain share buffers without copies. "host" buffers are
+    #: numpy arrays; a device backend names its own (e.g. "opencl:0").
+    memory_domain: str = "host"
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
@@ -140,9 +175,32 @@ class ExecutionBackend(Backend):
         raise NotImplementedError
 
     def compile(
-        self, step: Step, inputs: Sequence[TensorSpec | None], outputs: Sequence[TensorSpec]
+        self, step: Step, inputs: Sequence[TensorSpec | None], outputs: Sequence[TensorSpec],
+        algorithm: Algorithm | None = None,
     ) -> CompiledStep:
+        """Build the callable for ``step``; ``algorithm`` is one this backend offered in
+        :meth:`algorithms` (None: the backend's own default)."""
         raise NotImplementedError
+
+    def algorithms(
+        self, step: Step, inputs: Sequence[TensorSpec | None], outputs: Sequence[TensorSpec],
+        profile: CostProfile,
+    ) -> list[Algorithm]:
+        """The ways this backend can run ``step``, each with its estimated cost in seconds.
+
+        The default is one algorithm costed by the core's analytic model (FLOPs and bytes over
+        the rates measured for this backend on this machine). Override to offer variants
+        (Winograd vs im2col, tile or work-group sizes) with their own estimates.
+        """
+        return [Algorithm("default", profile.estimate(step, inputs, outputs))]
+
+    def calibration_key(self) -> str:
+        """Identifies this backend's device and settings in the per-machine calibration cache;
+        a different key means the rates are measured again."""
+        from walle_core.hostinfo import cpu_model
+
+        version = getattr(self, "version", "")
+        return f"{self.name}|{version}|{cpu_model()}|threads={self.threads}"
 
     def sync(self) -> None:
         """Wait until every launched step has finished (no-op for synchronous backends)."""

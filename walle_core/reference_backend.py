@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from walle_core.backend import Availability, CompiledStep, Device, ExecutionBackend
+from walle_core.backend import Algorithm, Availability, CompiledStep, Device, ExecutionBackend
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import (
     Cast,
@@ -87,7 +87,8 @@ class ReferenceBackend(ExecutionBackend):
         return np.array(buffer, copy=True)
 
     def compile(
-        self, step: Step, inputs: Sequence[TensorSpec | None], outputs: Sequence[TensorSpec]
+        self, step: Step, inputs: Sequence[TensorSpec | None], outputs: Sequence[TensorSpec],
+        algorithm: Algorithm | None = None,
     ) -> CompiledStep:
         prim = step.prim
         origin = step.origin

@@ -136,7 +136,7 @@ class NumbaBackend(_Base):
         return np.array(buffer, copy=True)
 
     def compile(self, step: Step, inputs: Sequence[TensorSpec | None],
-                outputs: Sequence[TensorSpec]) -> Any:
+                outputs: Sequence[TensorSpec], algorithm: Any = None) -> Any:
         from walle_backend_numba.execution import compile_step
 
         run, fast = compile_step(step, inputs, outputs)

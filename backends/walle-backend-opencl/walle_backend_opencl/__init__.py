@@ -174,7 +174,7 @@ class OpenCLBackend(ExecutionBackend):
         return np.array(to_host(buffer), copy=True)
 
     def compile(self, step: Step, inputs: Sequence[TensorSpec | None],
-                outputs: Sequence[TensorSpec]) -> Any:
+                outputs: Sequence[TensorSpec], algorithm: Any = None) -> Any:
         from walle_backend_opencl.execution import compile_step
 
         run, on_device = compile_step(self.rt, step, inputs, outputs)

@@ -1,0 +1,328 @@
+"""Per-machine cost profiles: what one step costs on one backend, from measured rates.
+
+A :class:`CostProfile` holds rates measured once per (backend, device, settings) by
+:func:`calibrate`: per-step launch overhead, elementwise / copy / reduce bandwidth, GEMM and
+convolution FLOP rates at a small and a large size, and host<->device transfer bandwidth. The
+micro-benchmarks run through the backend contract itself (``allocate`` / ``compile`` / ``sync``),
+so every backend, plugin or built-in, is calibrated the same way without writing any code.
+Profiles are cached as JSON under ``$WALLE_CACHE_DIR/calibration`` (default
+``~/.cache/walle``); a warm cache makes calibration a file read.
+
+:meth:`CostProfile.estimate` is the analytic model the search uses for steps a backend does not
+cost itself: ``launch + max(flops / flop_rate, bytes / byte_rate)`` (a roofline with a fixed
+per-call cost).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from walle_core.ir import dtypes
+from walle_core.ir.primitives import (
+    Elementwise,
+    Kernel,
+    Loop,
+    MatMul,
+    Primitive,
+    Raster,
+    Reduce,
+    Region,
+    Step,
+    TensorSpec,
+)
+
+if TYPE_CHECKING:
+    from walle_core.backend import ExecutionBackend
+
+PROFILE_VERSION = 2
+F32 = dtypes.from_numpy(np.float32)
+
+
+@dataclass
+class CostProfile:
+    """Measured rates of one backend on one machine (seconds, bytes/s, FLOP/s)."""
+
+    backend: str
+    key: str
+    launch_s: float = 5e-6
+    ew_bytes_s: float = 4e9
+    copy_bytes_s: float = 2e9
+    reduce_bytes_s: float = 4e9
+    gemm_small_flops_s: float = 5e9
+    gemm_flops_s: float = 5e10
+    conv_flops_s: float = 0.0  # 0: the backend has no native Conv (or it was not measured)
+    upload_bytes_s: float = 8e9
+    download_bytes_s: float = 8e9
+    transfer_latency_s: float = 2e-5
+    seconds: float = 0.0  # how long calibration took
+    measured_at: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)  # backend-specific measurements
+
+    # -- the analytic model -------------------------------------------------------------------
+
+    def gemm_rate(self, flops: float) -> float:
+        """GEMM FLOP rate interpolated in log(size) between the small and large measurements."""
+        small, large = 2.0 * 64**3, 2.0 * 256**3
+        if flops <= small:
+            return self.gemm_small_flops_s
+        if flops >= large:
+            return self.gemm_flops_s
+        t = math.log(flops / small) / math.log(large / small)
+        return self.gemm_small_flops_s ** (1 - t) * self.gemm_flops_s ** t
+
+    def transfer(self, nbytes: int, to_device: bool) -> float:
+        rate = self.upload_bytes_s if to_device else self.download_bytes_s
+        return self.transfer_latency_s + nbytes / max(rate, 1.0)
+
+    def estimate(self, step: Step, inputs: Sequence[TensorSpec | None],
+                 outputs: Sequence[TensorSpec]) -> float:
+        """Estimated seconds for one run of ``step`` (analytic, from the measured rates)."""
+        return self.launch_s + work_seconds(self, step.prim, inputs, outputs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": PROFILE_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CostProfile | None:
+        if data.get("version") != PROFILE_VERSION:
+            return None
+        data = {k: v for k, v in data.items() if k != "version"}
+        try:
+            return cls(**data)
+        except TypeError:
+            return None
+
+
+def step_flops(prim: Primitive, inputs: Sequence[TensorSpec | None],
+               outputs: Sequence[TensorSpec]) -> float:
+    """Arithmetic work of one step (multiply-adds count 2)."""
+    out = outputs[0] if outputs else None
+    if out is None:
+        return 0.0
+    if isinstance(prim, MatMul) and inputs[0] is not None:
+        a = inputs[0].shape
+        k = a[-2] if prim.trans_a else a[-1]
+        return 2.0 * out.size * k
+    if isinstance(prim, Kernel) and prim.op_type in ("Conv", "ConvTranspose") \
+            and len(inputs) > 1 and inputs[1] is not None:
+        w = inputs[1].shape
+        per_out = 1
+        for d in w[1:]:
+            per_out *= d
+        if prim.op_type == "ConvTranspose" and inputs[0] is not None:
+            return 2.0 * inputs[0].size * w[1] * int(np.prod(w[2:]))
+        return 2.0 * out.size * per_out
+    if isinstance(prim, Elementwise):
+        return float(out.size * max(1, _expr_ops(prim.expr)))
+    return 0.0
+
+
+def _expr_ops(expr: Any) -> int:
+    if expr[0] in ("in", "const"):
+        return 0
+    return 1 + sum(_expr_ops(e) for e in expr[1:])
+
+
+def step_bytes(prim: Primitive, inputs: Sequence[TensorSpec | None],
+               outputs: Sequence[TensorSpec]) -> float:
+    """Bytes a step reads and writes (rasters: only what their regions touch)."""
+    if isinstance(prim, Raster):
+        item = outputs[0].dtype.itemsize if outputs else 4
+        moved = sum(r.count for r in prim.regions) * item * 2
+        if prim.fill is not None:
+            moved += outputs[0].nbytes
+        return float(moved)
+    if isinstance(prim, Loop):
+        return float(prim.count * prim.region.count * 2 * (outputs[0].dtype.itemsize
+                                                           if outputs else 4))
+    total = sum(s.nbytes for s in inputs if s is not None) + sum(s.nbytes for s in outputs)
+    return float(total)
+
+
+def work_seconds(p: CostProfile, prim: Primitive, inputs: Sequence[TensorSpec | None],
+                 outputs: Sequence[TensorSpec]) -> float:
+    flops = step_flops(prim, inputs, outputs)
+    nbytes = step_bytes(prim, inputs, outputs)
+    if isinstance(prim, MatMul):
+        return max(flops / p.gemm_rate(flops), nbytes / p.copy_bytes_s)
+    if isinstance(prim, Elementwise):
+        ops = max(1, _expr_ops(prim.expr))
+        return nbytes / p.ew_bytes_s * max(1.0, ops / 3)
+    if isinstance(prim, Reduce):
+        return nbytes / p.reduce_bytes_s
+    if isinstance(prim, Raster | Loop):
+        return nbytes / p.copy_bytes_s + len(getattr(prim, "regions", ())) * p.launch_s * 0.05
+    if isinstance(prim, Kernel) and flops:
+        rate = p.conv_flops_s or p.gemm_rate(flops) * 0.5
+        return max(flops / rate, nbytes / p.copy_bytes_s)
+    return nbytes / p.copy_bytes_s * 2  # other native kernels and Cast
+
+
+# -- calibration --------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("WALLE_CACHE_DIR") or os.path.join(Path.home(), ".cache", "walle")
+    return Path(root) / "calibration"
+
+
+def cache_path(key: str, backend: str) -> Path:
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir() / f"{backend}-{digest}.json"
+
+
+def load_profile(backend: ExecutionBackend) -> CostProfile | None:
+    key = backend.calibration_key()
+    path = cache_path(key, backend.name)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    profile = CostProfile.from_json(data) if isinstance(data, dict) else None
+    return profile if profile is not None and profile.key == key else None
+
+
+def get_profile(backend: ExecutionBackend, *, refresh: bool = False,
+                progress: Callable[[str], None] | None = None) -> CostProfile:
+    """The backend's profile on this machine: from the cache, else measured now and cached."""
+    if not refresh:
+        cached = load_profile(backend)
+        if cached is not None:
+            return cached
+    profile = calibrate(backend, progress=progress)
+    path = cache_path(profile.key, backend.name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(profile.to_json(), indent=1))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs re-measuring next time
+    return profile
+
+
+class _Bench:
+    """Runs one step on a backend through the contract and times it (median of repeats)."""
+
+    def __init__(self, backend: ExecutionBackend) -> None:
+        self.backend = backend
+
+    def time(self, prim: Primitive, ins: list[TensorSpec | None], outs: list[TensorSpec],
+             budget_s: float = 0.04, max_runs: int = 50) -> float:
+        b = self.backend
+        total = sum(_aligned(s.nbytes) for s in ins if s is not None) + \
+            sum(_aligned(s.nbytes) for s in outs)
+        arena = b.allocate(total)
+        offset = 0
+        rng = np.random.default_rng(0)
+        in_bufs: list[Any] = []
+        for spec in ins:
+            if spec is None:
+                in_bufs.append(None)
+                continue
+            buf = b.view(arena, offset, spec)
+            b.upload(rng.standard_normal(spec.shape).astype(spec.dtype.np), buf)
+            in_bufs.append(buf)
+            offset += _aligned(spec.nbytes)
+        out_bufs = []
+        for spec in outs:
+            out_bufs.append(b.view(arena, offset, spec))
+            offset += _aligned(spec.nbytes)
+        step = Step(prim, [i if s is not None else -1 for i, s in enumerate(ins)],
+                    list(range(len(ins), len(ins) + len(outs))), "calibration")
+        fn = b.compile(step, ins, outs)
+        fn(in_bufs, out_bufs)  # warm-up (JIT, first launch)
+        b.sync()
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < max_runs and (len(times) < 3 or time.perf_counter() - start < budget_s):
+            t0 = time.perf_counter()
+            fn(in_bufs, out_bufs)
+            b.sync()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    def transfer(self, nbytes: int) -> tuple[float, float]:
+        b = self.backend
+        spec = TensorSpec((nbytes // 4,), F32)
+        arena = b.allocate(nbytes)
+        buf = b.view(arena, 0, spec)
+        host = np.ones(spec.shape, np.float32)
+        up, down = [], []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            b.upload(host, buf)
+            b.sync()
+            up.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            b.download(buf)
+            down.append(time.perf_counter() - t0)
+        return float(np.median(up)), float(np.median(down))
+
+
+def _aligned(n: int) -> int:
+    return (max(n, 1) + 63) // 64 * 64
+
+
+def _spec(*shape: int) -> TensorSpec:
+    return TensorSpec(tuple(shape), F32)
+
+
+def calibrate(backend: ExecutionBackend,
+              progress: Callable[[str], None] | None = None) -> CostProfile:
+    """Measure ``backend``'s rates on this machine (about a second; cached by the caller)."""
+    say = progress or (lambda _msg: None)
+    t_start = time.perf_counter()
+    bench = _Bench(backend)
+    p = CostProfile(backend=backend.name, key=backend.calibration_key())
+    add = Elementwise(("add", ("in", 0), ("in", 1)))
+    say("launch overhead")
+    p.launch_s = bench.time(add, [_spec(16), _spec(16)], [_spec(16)])
+    n = 1 << 20
+    say("elementwise bandwidth")
+    t = bench.time(add, [_spec(n), _spec(n)], [_spec(n)])
+    p.ew_bytes_s = 3 * 4 * n / max(t - p.launch_s, 1e-9)
+    say("copy bandwidth")
+    side = 512
+    transpose = Raster((Region(0, 0, (0, 1, side), 0, (0, side, 1), (1, side, side)),))
+    t = bench.time(transpose, [_spec(side, side)], [_spec(side, side)])
+    p.copy_bytes_s = 2 * 4 * side * side / max(t - p.launch_s, 1e-9)
+    say("reduce bandwidth")
+    t = bench.time(Reduce("sum", (1,)), [_spec(side, side)], [_spec(side, 1)])
+    p.reduce_bytes_s = 4 * side * side / max(t - p.launch_s, 1e-9)
+    say("GEMM rate")
+    for size, attr in ((64, "gemm_small_flops_s"), (256, "gemm_flops_s")):
+        t = bench.time(MatMul(), [_spec(size, size), _spec(size, size), None],
+                       [_spec(size, size)])
+        setattr(p, attr, 2.0 * size**3 / max(t - p.launch_s, 1e-9))
+    if ("", "Conv") in backend.native_ops() and backend.supports(Kernel("Conv", "", {}, 13)):
+        say("convolution rate")
+        conv = Kernel("Conv", "", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, 13)
+        c, hw = 32, 28
+        t = bench.time(conv, [_spec(1, c, hw, hw), _spec(c, c, 3, 3), None],
+                       [_spec(1, c, hw, hw)])
+        p.conv_flops_s = 2.0 * c * c * 9 * hw * hw / max(t - p.launch_s, 1e-9)
+    if backend.memory_domain != "host":
+        say("transfer bandwidth")
+        small_up, small_down = bench.transfer(64)
+        big = 1 << 22
+        big_up, big_down = bench.transfer(big)
+        p.transfer_latency_s = (small_up + small_down) / 2
+        p.upload_bytes_s = big / max(big_up - small_up, 1e-9)
+        p.download_bytes_s = big / max(big_down - small_down, 1e-9)
+    else:
+        p.transfer_latency_s = 0.0
+        p.upload_bytes_s = p.download_bytes_s = float("inf")
+    p.seconds = time.perf_counter() - t_start
+    p.measured_at = time.time()
+    return p
