@@ -96,6 +96,10 @@ class Backend:
 CompiledStep = Callable[[Sequence[Any], Sequence[Any]], None]
 
 
+StepTimer = Callable[
+    [Primitive, "Sequence[TensorSpec | None]", "Sequence[TensorSpec]", "Algorithm | None"], float]
+
+
 @dataclass(frozen=True)
 class Algorithm:
     """One way a backend can run one step, as offered to the semi-auto search.
@@ -193,6 +197,16 @@ class ExecutionBackend(Backend):
         (Winograd vs im2col, tile or work-group sizes) with their own estimates.
         """
         return [Algorithm("default", profile.estimate(step, inputs, outputs))]
+
+    def calibrate_extra(self, time_step: StepTimer) -> dict[str, float]:
+        """Backend-specific micro-benchmarks, run once per machine with the core's calibration.
+
+        ``time_step(primitive, input_specs, output_specs, algorithm)`` compiles one step with
+        that algorithm, runs it on random data and returns its median seconds. What this
+        returns is stored in ``CostProfile.extra`` (cached with the profile) for
+        :meth:`algorithms` to read, e.g. the measured speed of Winograd against im2col.
+        """
+        return {}
 
     def calibration_key(self) -> str:
         """Identifies this backend's device and settings in the per-machine calibration cache;

@@ -42,7 +42,7 @@ from walle_core.ir.primitives import (
 )
 
 if TYPE_CHECKING:
-    from walle_core.backend import ExecutionBackend
+    from walle_core.backend import Algorithm, ExecutionBackend
 
 PROFILE_VERSION = 2
 F32 = dtypes.from_numpy(np.float32)
@@ -217,7 +217,8 @@ class _Bench:
     def __init__(self, backend: ExecutionBackend) -> None:
         self.backend = backend
 
-    def time(self, prim: Primitive, ins: list[TensorSpec | None], outs: list[TensorSpec],
+    def time(self, prim: Primitive, ins: Sequence[TensorSpec | None],
+             outs: Sequence[TensorSpec], algorithm: Algorithm | None = None,
              budget_s: float = 0.04, max_runs: int = 50) -> float:
         b = self.backend
         total = sum(_aligned(s.nbytes) for s in ins if s is not None) + \
@@ -240,7 +241,7 @@ class _Bench:
             offset += _aligned(spec.nbytes)
         step = Step(prim, [i if s is not None else -1 for i, s in enumerate(ins)],
                     list(range(len(ins), len(ins) + len(outs))), "calibration")
-        fn = b.compile(step, ins, outs)
+        fn = b.compile(step, ins, outs, algorithm=algorithm)
         fn(in_bufs, out_bufs)  # warm-up (JIT, first launch)
         b.sync()
         times: list[float] = []
@@ -312,6 +313,8 @@ def calibrate(backend: ExecutionBackend,
         t = bench.time(conv, [_spec(1, c, hw, hw), _spec(c, c, 3, 3), None],
                        [_spec(1, c, hw, hw)])
         p.conv_flops_s = 2.0 * c * c * 9 * hw * hw / max(t - p.launch_s, 1e-9)
+    say("backend-specific measurements")
+    p.extra = {k: float(v) for k, v in backend.calibrate_extra(bench.time).items()}
     if backend.memory_domain != "host":
         say("transfer bandwidth")
         small_up, small_down = bench.transfer(64)
