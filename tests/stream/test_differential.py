@@ -25,9 +25,12 @@ IDS = ("a", "b", "c", "d")
 PAGES = ("p", "q")
 
 
-def _atom(rng: random.Random) -> str:
+def _atom(rng: random.Random, bind: bool = False) -> str:
     name = rng.choice(IDS + ("*", "a*") if rng.random() < 0.15 else IDS)
     preds = []
+    if bind and rng.random() < 0.5:  # variables: the first use binds, later ones compare
+        preds.append(f"{rng.choice(('args.k', 'args.j', 'page'))}"
+                     f"{rng.choice(('=', '=', '!='))}${rng.choice('xy')}")
     if rng.random() < 0.3:
         preds.append(f"page{rng.choice(('=', '!='))}{rng.choice(PAGES)}")
     if rng.random() < 0.15:
@@ -37,14 +40,14 @@ def _atom(rng: random.Random) -> str:
     return name + (f"[{','.join(preds)}]" if preds else "")
 
 
-def _trigger(rng: random.Random) -> Trigger:
+def _trigger(rng: random.Random, bind: bool = False) -> Trigger:
     while True:
         parts: list[str] = []
         for i in range(rng.randint(1, 3)):
             if i and rng.random() < 0.4:
                 parts.append("**")
             quant = rng.choice(("", "", "", "+", "?", "{2}", "{1,2}"))
-            parts.append(_atom(rng) + quant)
+            parts.append(_atom(rng, bind) + quant)
         within = rng.choice((None, 5, 20, 60))
         neg = rng.random() < 0.15
         try:
@@ -55,18 +58,22 @@ def _trigger(rng: random.Random) -> Trigger:
             continue
 
 
-def _tasks(rng: random.Random, count: int) -> dict[str, Trigger]:
-    return {f"t{rng.randrange(40)}": _trigger(rng) for _ in range(count)}
+def _tasks(rng: random.Random, count: int, bind: bool = False) -> dict[str, Trigger]:
+    return {f"t{rng.randrange(40)}": _trigger(rng, bind) for _ in range(count)}
 
 
-def _events(rng: random.Random, count: int) -> list[dict[str, Any]]:
-    out, ts = [], 0
+def _events(rng: random.Random, count: int, bind: bool = False) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    ts = 0
     for _ in range(count):
         ts += rng.choice((0, 1, 1, 2, 5))
         if rng.random() < 0.03:
             ts = max(0, ts - rng.randint(1, 30))  # late events happen
+        args = {"k": rng.choice("123")}
+        if bind and rng.random() < 0.7:  # sometimes absent: a step that binds it cannot match
+            args["j"] = rng.choice("12")
         out.append({"user": rng.choice(("u0", "u1", "u2")), "id": rng.choice(IDS + ("e",)),
-                    "ts": ts, "page": rng.choice(PAGES), "args": {"k": rng.choice("123")}})
+                    "ts": ts, "page": rng.choice(PAGES), "args": args})
     return out
 
 
@@ -81,10 +88,20 @@ def _roundtrip(snap: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("seed", range(150))
 def test_same_fires_windows_counts(seed: int) -> None:
+    _same(seed, bind=False)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_same_with_variable_bindings(seed: int) -> None:
+    """Patterns that bind and compare ``$x``/``$y`` (on args, some absent, and page)."""
+    _same(10_000 + seed, bind=True)
+
+
+def _same(seed: int, bind: bool) -> None:
     rng = random.Random(seed)
-    tasks = _tasks(rng, rng.randint(1, 8))
+    tasks = _tasks(rng, rng.randint(1, 8), bind)
     new, ref = TriggerEngine(tasks), ReferenceEngine(tasks)
-    events = _events(rng, 400)
+    events = _events(rng, 400, bind)
     restore_at, replace_at = rng.randrange(400), rng.randrange(400)
     for i, event in enumerate(events):
         if i == restore_at:  # a checkpoint taken and resumed in fresh engines
@@ -95,7 +112,7 @@ def test_same_fires_windows_counts(seed: int) -> None:
             ref.restore(_roundtrip(snap))
         if i == replace_at:  # keep some tasks, drop some, add some
             kept = {k: v for k, v in tasks.items() if rng.random() < 0.6}
-            tasks = {**kept, **_tasks(rng, rng.randint(0, 4))}
+            tasks = {**kept, **_tasks(rng, rng.randint(0, 4), bind)}
             new.replace(tasks)
             ref.replace(tasks)
         assert _view(new.advance(event)) == _view(ref.advance(event)), (seed, i)

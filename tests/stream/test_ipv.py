@@ -98,3 +98,32 @@ def test_in_process_restart_from_checkpoint(tmp_path: Path, synthetic_events: li
     assert stats.resumed_from == len(synthetic_events) // 2 + 13
     assert stats.events_in == len(synthetic_events)
     assert_same_features(list(second.store.features()), synthetic_events, ipv_batch)
+
+
+def test_interleaved_and_mismatched_exits_close_only_their_own_item(ipv_batch: Any) -> None:
+    """An exit closes the visit of its own item only: nested visits, a stray exit of another item,
+    a re-entered item (the later enter wins), an exit with no item, all as the batch job says."""
+    d = "item_detail"
+    log = [ev("u", "page_enter", 100, d, item_id="A"), ev("u", "scroll", 110, d),
+           ev("u", "page_enter", 120, d, item_id="B"), ev("u", "click", 130, d),
+           ev("u", "page_exit", 140, d, item_id="C"),  # no visit of C: closes nothing
+           ev("u", "page_exit", 150, d),  # no item: closes nothing
+           ev("u", "page_exit", 160, d, item_id="A"),  # closes A (B still open)
+           ev("u", "favorite", 170, d), ev("u", "page_exit", 180, d, item_id="B"),
+           ev("u", "page_enter", 200, d, item_id="A"), ev("u", "buy", 205, d),
+           ev("u", "page_enter", 210, d, item_id="A"), ev("u", "add_cart", 215, d),
+           ev("u", "page_exit", 220, d, item_id="A"),  # pairs with the enter at 210
+           ev("v", "page_enter", 230, d, item_id="A"), ev("u", "page_exit", 240, d, item_id="A"),
+           ev("v", "page_exit", 250, d, item_id="A")]
+    rt = StreamRuntime([load_task(IPV_DIR)])
+    for event in log:
+        rt.process(event)
+    rt.finish()
+    stream = list(rt.store.features())
+    assert [(f["user"], f["item_id"], f["enter_ts"], f["exit_ts"]) for f in stream] == [
+        ("u", "A", 100, 160), ("u", "B", 120, 180), ("u", "A", 210, 220), ("v", "A", 230, 250)]
+    assert stream[0]["scroll"] == 1 and stream[0]["click"] == 1 and stream[0]["favorite"] == 0
+    assert stream[1]["click"] == 1 and stream[1]["favorite"] == 1 and stream[2]["add_cart"] == 1
+    reference = ipv_batch.ipv_features(log)
+    pd.testing.assert_frame_equal(as_frame(stream, ipv_batch.COLUMNS),
+                                  reference.astype(object), check_dtype=False)

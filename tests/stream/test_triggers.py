@@ -124,3 +124,71 @@ def test_bad_patterns_are_rejected(bad: str) -> None:
 def test_negation_needs_both_parts() -> None:
     with pytest.raises(PatternError):
         Trigger("a", not_followed_by="b")
+
+
+def feed(triggers: dict[str, Trigger], log: list[tuple[str, dict[str, str]]],
+         engine_cls: type = TriggerEngine) -> list[tuple[int, str, int, int]]:
+    """(position, task, first, last position of the window) per fire, events 10 ms apart."""
+    engine = engine_cls(triggers)
+    out = []
+    for i, (eid, args) in enumerate(log):
+        for match in engine.advance({"user": "u", "id": eid, "ts": i * 10, "page": "p",
+                                     "args": {**args, "pos": i}}) or []:
+            events = match.events
+            out.append((i, match.task, events[0]["args"]["pos"], events[-1]["args"]["pos"]))
+    return out
+
+
+VISIT = Trigger("enter[args.item=$i] ** exit[args.item=$i]")
+
+
+@pytest.mark.parametrize("engine_cls", ["new", "reference"])
+def test_variable_binds_on_first_use_and_must_match_later(engine_cls: str) -> None:
+    from walle_core.stream.reference import ReferenceEngine
+
+    cls = TriggerEngine if engine_cls == "new" else ReferenceEngine
+    log = [("enter", {"item": "A"}), ("enter", {"item": "B"}), ("exit", {"item": "A"}),
+           ("x", {}), ("exit", {"item": "C"}), ("exit", {"item": "B"}), ("exit", {"item": "B"})]
+    # interleaved visits each close on their own item's exit; C's exit closes nothing
+    assert feed({"visit": VISIT}, log, cls) == [(2, "visit", 0, 2), (5, "visit", 1, 5)]
+
+
+def test_same_binding_later_start_wins_and_missing_field_does_not_bind() -> None:
+    log = [("enter", {"item": "A"}), ("enter", {}), ("enter", {"item": "A"}), ("exit", {}),
+           ("exit", {"item": "A"})]
+    assert feed({"visit": VISIT}, log) == [(4, "visit", 2, 4)]
+
+
+def test_not_equal_to_a_bound_variable_and_contiguous_steps() -> None:
+    change = Trigger("view[args.item=$i] view[args.item!=$i]")
+    log = [("view", {"item": "A"}), ("view", {"item": "A"}), ("view", {"item": "B"}),
+           ("view", {})]
+    assert feed({"change": change}, log) == [(2, "change", 1, 2), (3, "change", 2, 3)]
+    same = Trigger("view[args.item=$i]{3}")
+    log = [("view", {"item": "A"})] * 2 + [("view", {"item": "B"})] * 3
+    assert feed({"same": same}, log) == [(4, "same", 2, 4)]
+
+
+def test_bindings_survive_snapshot_restore_and_replace() -> None:
+    import json
+
+    engine = TriggerEngine({"visit": VISIT})
+    engine.advance(ev("u", "enter", 1, item="A"))
+    engine.advance(ev("u", "enter", 2, item="B"))
+    snap = json.loads(json.dumps(engine.snapshot()))
+    restored = TriggerEngine({"visit": VISIT})
+    restored.restore(snap)
+    restored.replace({"visit": VISIT, "other": Trigger("zzz")})
+    assert restored.live_cursors() == 2
+    fired = restored.advance(ev("u", "exit", 3, item="A")) or []
+    assert [(m.task, [e["args"]["item"] for e in m.events]) for m in fired] == [
+        ("visit", ["A", "B", "A"])]
+
+
+@pytest.mark.parametrize("bad", ["a[args.x!=$v]", "a[args.x=$v,args.y!=$v]", "a[args.x=$1]",
+                                 "a[args.x=$] b"])
+def test_bad_variable_use_is_rejected(bad: str) -> None:
+    with pytest.raises(PatternError):
+        Trigger(bad)
+    with pytest.raises(PatternError):
+        Trigger("a", not_followed_by="b[args.x=$v]", not_within_ms=5)

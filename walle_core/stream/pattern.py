@@ -8,6 +8,10 @@ A pattern is a whitespace-separated sequence of steps over the event ids of one 
 * ``[field=value, args.k!=v]`` predicates on the event (``page``, ``user``, ``args.<name>``).
 * ``+`` one or more, ``?`` optional, ``{m}``, ``{m,n}``, ``{m,}`` repetition.
 * ``**`` a gap: skip any events until the next step matches (skip-till-next-match).
+* ``[args.item_id=$item]`` a variable: its first use in a match binds it to the event's value (the
+  field must be present), later uses compare against it (``=$item`` equal, ``!=$item`` different).
+  A match carries its bindings, so ``page_enter[args.item_id=$i] ** page_exit[args.item_id=$i]``
+  pairs an exit only with the enter of the same item, and visits of different items interleave.
 
 Steps are otherwise strictly contiguous in the key's own event sequence. A trigger adds a time
 limit for the whole match (``within``) and optionally "not followed by X within T". Patterns are
@@ -102,7 +106,7 @@ class Atom:
             return False, ()
         rest = []
         for name, op, value in self.preds:
-            if name in ("id", "page"):
+            if name in ("id", "page") and not value.startswith("$"):
                 if ((eid if name == "id" else page) == value) != (op == "="):
                     return False, ()
             else:
@@ -123,6 +127,44 @@ class Atom:
         return lambda event: self.matches_id(event["id"]) and (pred is None or pred(event))
 
 
+def variables(preds: tuple[tuple[str, str, str], ...]) -> list[tuple[str, str, str]]:
+    """The ``(field, op, name)`` of each predicate that uses a variable (``field=$name``)."""
+    return [(f, op, v[1:]) for f, op, v in preds if v.startswith("$")]
+
+
+def field_getter(field: str) -> Callable[[dict[str, Any]], Any]:
+    """Read ``field`` (``page``, ``user``, ``id``, ``args.<name>``); ``None`` when absent."""
+    if field.startswith("args."):
+        arg = field[5:]
+        return lambda event: event["args"].get(arg)
+    return lambda event: event.get(field)
+
+
+def compile_check(preds: tuple[tuple[str, str, str], ...],
+                  target: Any) -> Callable[[dict[str, Any]], Any] | None:
+    """A check that returns ``target`` when ``event`` passes all of ``preds``, else ``None``.
+
+    This is the form the trie's edges take (``None`` when nothing is left to check); edges that
+    bind a variable return a target that depends on the event instead.
+    """
+    if not preds:
+        return None
+    if len(preds) == 1 and preds[0][1] in ("=", "!="):
+        field, op, value = preds[0]
+        if field in ("page", "user", "id"):
+            if op == "=":
+                return lambda event: target if event[field] == value else None
+            return lambda event: target if event[field] != value else None
+        if field.startswith("args."):
+            arg = field[5:]
+            if op == "=":
+                return lambda event: target if str(event["args"].get(arg)) == value else None
+            return lambda event: target if str(event["args"].get(arg)) != value else None
+    pred = compile_preds(preds)
+    assert pred is not None
+    return lambda event: target if pred(event) else None
+
+
 def compile_preds(preds: tuple[tuple[str, str, str], ...]) -> Predicate | None:
     """One check for all of ``preds`` (``None`` when there are none)."""
     if not preds:
@@ -134,6 +176,11 @@ def compile_preds(preds: tuple[tuple[str, str, str], ...]) -> Predicate | None:
 
 
 def _compile_pred(field: str, op: str, value: str) -> Predicate:
+    if op in ("=$", "!=$"):  # against a bound variable's value: an absent field never equals
+        get_value = field_getter(field)
+        if op == "=$":
+            return lambda event: (found := get_value(event)) is not None and str(found) == value
+        return lambda event: (found := get_value(event)) is None or str(found) != value
     if field in ("page", "user", "id"):  # validated strings: compare directly (hot path)
         if op == "=":
             return lambda event: event[field] == value
@@ -169,6 +216,8 @@ def _parse_preds(body: str | None, step: str) -> tuple[tuple[str, str, str], ...
         m = re.match(r"^\s*([A-Za-z_][\w.]*)\s*(!=|=)\s*(.*?)\s*$", part)
         if not m:
             raise PatternError(f"bad predicate {part!r} in step {step!r}")
+        if m.group(3).startswith("$") and not re.fullmatch(r"\$[A-Za-z_]\w*", m.group(3)):
+            raise PatternError(f"bad variable {m.group(3)!r} in step {step!r}: use $name")
         preds.append((m.group(1), m.group(2), m.group(3)))
     return tuple(preds)
 
@@ -291,7 +340,17 @@ class Trigger:
         if (self.not_followed_by is None) != (self.not_within_ms is None):
             raise PatternError("'not_followed_by' and 'not_within' must be given together")
         if self.not_followed_by is not None:
-            parse_atom(self.not_followed_by)
+            if variables(parse_atom(self.not_followed_by).preds):
+                raise PatternError("'not_followed_by' cannot use variables ($name)")
+        for variant in self.variants():
+            bound: set[str] = set()
+            for element in variant:
+                used = variables(element.atom.preds)
+                for field, op, name in used:
+                    if op == "!=" and name not in bound:
+                        raise PatternError(f"{field}!=${name} in pattern {self.pattern!r}: "
+                                           f"${name} is not bound by an earlier step")
+                bound.update(name for _, op, name in used if op == "=")
 
     def variants(self) -> list[tuple[Element, ...]]:
         return expand(parse_pattern(self.pattern))

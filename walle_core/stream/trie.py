@@ -24,13 +24,24 @@ key's cursors by the number of trie nodes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from walle_core.stream.pattern import Atom, Element, Predicate, Trigger, compile_preds
+from walle_core.stream.pattern import (
+    Atom,
+    Element,
+    Trigger,
+    compile_check,
+    compile_preds,
+    field_getter,
+)
 
 Start = tuple[int, int]  # (per-key sequence number, event time ms) of a match's first event
-Edge = tuple[Predicate | None, "Node"]  # (check left after the event class, target)
+Env = tuple[tuple[str, str], ...]  # a cursor's variable bindings, in the order they were bound
+# (check, target): ``check`` is ``None`` (always taken) or returns the node to land on or ``None``
+Check = Callable[[dict[str, Any]], "Node | None"]
+Edge = tuple[Check | None, "Node"]
 _CLASS_LIMIT = 4096  # cached (id, page) classes; all caches are cleared beyond this (odd floods)
 
 
@@ -48,10 +59,13 @@ class Node:
     """One trie node; ``path`` is its stable identity across recompiles."""
 
     __slots__ = ("path", "gap", "wake", "edges", "trans", "tasks", "max_within", "closure",
-                 "children", "gap_slots", "dup_ends")
+                 "children", "gap_slots", "dup_ends", "env", "trie")
 
-    def __init__(self, path: str, gap: bool = False) -> None:
+    def __init__(self, path: str, gap: bool = False, trie: TriggerTrie | None = None,
+                 env: Env = ()) -> None:
         self.path = path
+        self.trie = trie
+        self.env = env  # variable bindings: a bound *view* of the node at ``path`` (see view())
         self.gap = gap
         self.wake: str | None = None  # gap nodes: the one id that can end the wait (None: any)
         self.edges: list[tuple[Atom, Node]] = []
@@ -68,15 +82,16 @@ class Node:
         found = self.trans.get(cls)
         if found is None:
             edges = []
+            assert self.trie is not None
             for atom, target in self.edges:
-                ok, check = atom.specialise(cls.eid, cls.page)
+                ok, rest = atom.residual(cls.eid, cls.page)
                 if ok:
-                    edges.append((check, target))
+                    edges.append(self.trie.edge(rest, target, self.env))
             found = self.trans[cls] = tuple(edges)
         return found
 
     def __repr__(self) -> str:
-        return f"Node({self.path!r})"
+        return f"Node({self.path!r}{', ' + repr(self.env) if self.env else ''})"
 
 
 class EventClass:
@@ -111,7 +126,8 @@ class TriggerTrie:
 
     def __init__(self, triggers: dict[str, Trigger]) -> None:
         self.triggers = dict(triggers)
-        self.root = Node("")
+        self.root = Node("", trie=self)
+        self.views: dict[tuple[Node, Env], Node] = {}
         self.nodes: dict[str, Node] = {"": self.root}
         self.negations: dict[str, Atom] = {}
         self.classes: dict[str, dict[Any, EventClass]] = {}  # id -> page -> class
@@ -148,7 +164,7 @@ class TriggerTrie:
         if child is not None:
             self.stats.shared_nodes_saved += 1
             return child
-        child = Node(f"{parent.path}/{key}", gap=gap)
+        child = Node(f"{parent.path}/{key}", gap=gap, trie=self)
         parent.children[key] = child
         self.nodes[child.path] = child
         if via is None:  # gap node: entered by epsilon, leaves on its atom
@@ -176,6 +192,66 @@ class TriggerTrie:
             node.dup_ends = any(ends[end.task] > 1 for end in node.tasks)
         return self
 
+    def view(self, node: Node, env: Env) -> Node:
+        """``node`` with variable bindings ``env``: one interned object per (node, env).
+
+        Cursors are keyed by node object, so a view is how two matches of the same prefix with
+        different bindings (two items' visits) live side by side, while two with the same bindings
+        still meet on one key (later start wins). A view shares its node's edges, tasks and limits;
+        its transitions are its own, with the bound values substituted into the checks.
+        """
+        if not env:
+            return node
+        found = self.views.get((node, env))
+        if found is None:
+            found = Node(node.path, node.gap, self, env)
+            found.wake = node.wake
+            found.edges = node.edges
+            found.tasks = node.tasks
+            found.max_within = node.max_within
+            found.dup_ends = bool(node.tasks)  # two bindings may end one task on one event
+            found.children = node.children
+            found.closure = tuple(self.view(gap, env) for gap in node.closure)
+            found.gap_slots = tuple((gap, gap.wake) for gap in found.closure)
+            self.views[(node, env)] = found
+        return found
+
+    def edge(self, rest: tuple[tuple[str, str, str], ...], target: Node, env: Env) -> Edge:
+        """The edge to ``target`` for predicates ``rest`` left after the event class, under ``env``.
+
+        Variables already bound become literal comparisons; unbound ones are bound from the event
+        (the field must be present) and the check returns the view with the extended bindings.
+        """
+        bound = dict(env)
+        literal: list[tuple[str, str, str]] = []
+        binders: list[tuple[Callable[[dict[str, Any]], Any], str]] = []
+        for field_name, op, value in rest:
+            if not value.startswith("$"):
+                literal.append((field_name, op, value))
+            elif value[1:] in bound:
+                literal.append((field_name, op + "$", bound[value[1:]]))
+            else:
+                binders.append((field_getter(field_name), value[1:]))
+        dest = self.view(target, env)
+        if not binders:
+            return compile_check(tuple(literal), dest), dest
+        pred = compile_preds(tuple(literal))
+
+        def bind(event: dict[str, Any]) -> Node | None:
+            if pred is not None and not pred(event):
+                return None
+            new = dict(env)
+            for get, name in binders:
+                found = get(event)
+                if found is None:
+                    return None
+                value = str(found)
+                if new.setdefault(name, value) != value:
+                    return None  # bound twice in one step, to different values
+            return self.view(target, tuple(new.items()))
+
+        return bind, dest
+
     def _new_class(self, eid: str, page: Any) -> EventClass:
         found = EventClass(eid, page, self._neg_any or eid in self._neg_ids)
         starts: list[Edge] = []
@@ -184,11 +260,12 @@ class TriggerTrie:
             ok, rest = atom.residual(eid, page)
             if not ok:
                 continue
-            if len(rest) == 1 and rest[0][0].startswith("args.") and rest[0][1] == "=":
+            if (len(rest) == 1 and rest[0][0].startswith("args.") and rest[0][1] == "="
+                    and not rest[0][2].startswith("$")):
                 name = rest[0][0][5:]
                 keyed.setdefault(name, {}).setdefault(rest[0][2], []).append(target)
             else:
-                starts.append((compile_preds(rest), target))
+                starts.append(self.edge(rest, target, ()))
         found.starts = tuple(starts)
         found.keyed = tuple((name, {value: tuple(targets) for value, targets in index.items()})
                             for name, index in keyed.items())
@@ -205,6 +282,8 @@ class TriggerTrie:
             if self._class_count >= _CLASS_LIMIT:
                 self.classes.clear()  # in place: the engine holds this dict
                 for node in self.nodes.values():
+                    node.trans.clear()
+                for node in self.views.values():
                     node.trans.clear()
                 self._class_count = 0
                 pages = self.classes[eid] = {}

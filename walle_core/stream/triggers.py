@@ -189,10 +189,14 @@ class TriggerEngine:
                 if edges is None:
                     edges = node.transition(cls)
                 for check, target in edges:
-                    if check is None or check(event):
-                        old = landed.get(target)
-                        if old is None or old[0] < start[0]:
-                            landed[target] = start
+                    if check is not None:
+                        to = check(event)
+                        if to is None:
+                            continue
+                        target = to
+                    old = landed.get(target)
+                    if old is None or old[0] < start[0]:
+                        landed[target] = start
         if gaps:
             waiting = gaps.get(eid)
             if waiting:
@@ -206,8 +210,12 @@ class TriggerEngine:
         if starts or hits:
             new_start = (seq, ts)
             for check, target in starts:
-                if check is None or check(event):
+                if check is None:
                     landed[target] = new_start
+                else:
+                    to = check(event)
+                    if to is not None:
+                        landed[to] = new_start
             if hits:
                 for target in hits:
                     landed[target] = new_start
@@ -275,11 +283,15 @@ class TriggerEngine:
                 edges = node.transition(cls)
             moved = False
             for check, target in edges:
-                if check is None or check(event):
-                    moved = True
-                    old = landed.get(target)
-                    if old is None or old[0] < start[0]:
-                        landed[target] = start
+                if check is not None:
+                    to = check(event)
+                    if to is None:
+                        continue
+                    target = to
+                moved = True
+                old = landed.get(target)
+                if old is None or old[0] < start[0]:
+                    landed[target] = start
             if not moved:
                 kept[node] = start
         return kept
@@ -364,7 +376,9 @@ class TriggerEngine:
             pending = [[p.deadline, p.end.task, p.match.events, p.match.start_ts, p.match.end_ts]
                        for p in state.pending if not p.done]
             keys[key] = {"base": state.base, "buf": state.buf, "pending": pending,
-                         "cursors": [[n.path, s[0], s[1]] for n, s in state.cursors().items()]}
+                         "cursors": [[n.path, s[0], s[1], [list(b) for b in n.env]] if n.env
+                                     else [n.path, s[0], s[1]]
+                                     for n, s in state.cursors().items()]}
         return {"watermark": self.watermark, "fired": self.fired, "keys": keys}
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -373,6 +387,7 @@ class TriggerEngine:
 
     def _load(self, snap: dict[str, Any], trie: TriggerTrie) -> None:
         self._set_trie(trie)
+        trie.views = {}  # bound views are interned again from the cursors that still use them
         self.keys = {}
         self._heap = []
         self.watermark = snap.get("watermark", 0)
@@ -382,10 +397,12 @@ class TriggerEngine:
             state = KeyState()
             state.base = data["base"]
             state.buf = list(data["buf"])
-            for path, seq, ts in data["cursors"]:
+            for path, seq, ts, *bound in data["cursors"]:
                 node = trie.nodes.get(path)
                 if node is None:
                     continue  # its pattern is gone with the task that declared it
+                if bound:
+                    node = trie.view(node, tuple((name, value) for name, value in bound[0]))
                 if node.gap:
                     waiting = state.wild if node.wake is None else state.gaps.setdefault(
                         node.wake, {})
