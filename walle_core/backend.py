@@ -47,6 +47,26 @@ class Availability:
         return cls(ok=False, reason=reason)
 
 
+def code_stamp(cls: type) -> str:
+    """Version and newest source mtime of the package defining ``cls``: a changed backend
+    invalidates what was measured with the old code."""
+    import os
+    import sys
+
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return "?"
+    folder = os.path.dirname(path)
+    try:
+        newest = max(os.stat(os.path.join(folder, f)).st_mtime_ns
+                     for f in os.listdir(folder) if f.endswith(".py"))
+    except (OSError, ValueError):
+        newest = 0
+    version = getattr(sys.modules.get(cls.__module__.split(".")[0]), "__version__", "")
+    return f"{version}@{newest}"
+
+
 def missing_modules(modules: tuple[str, ...]) -> list[str]:
     """Names in ``modules`` that cannot be imported, found without importing them."""
     missing = []
@@ -198,6 +218,14 @@ class ExecutionBackend(Backend):
         """
         return [Algorithm("default", profile.estimate(step, inputs, outputs))]
 
+    @classmethod
+    def auto_candidate(cls) -> bool:
+        """Whether ``Session(backend="auto")`` searches over this backend. A device backend
+        whose only device is the host CPU (e.g. OpenCL on PoCL) may say False: the host
+        backends already use those cores without transfers. Naming it explicitly still
+        works (``backend="opencl"`` or ``"opencl,numba"``)."""
+        return True
+
     def calibrate_extra(self, time_step: StepTimer) -> dict[str, float]:
         """Backend-specific micro-benchmarks, run once per machine with the core's calibration.
 
@@ -213,8 +241,7 @@ class ExecutionBackend(Backend):
         a different key means the rates are measured again."""
         from walle_core.hostinfo import cpu_model
 
-        version = getattr(self, "version", "")
-        return f"{self.name}|{version}|{cpu_model()}|threads={self.threads}"
+        return f"{self.name}|{code_stamp(type(self))}|{cpu_model()}|threads={self.threads}"
 
     def sync(self) -> None:
         """Wait until every launched step has finished (no-op for synchronous backends)."""

@@ -26,7 +26,8 @@ def test_inspect_json() -> None:
 
 
 def test_explain_reports_decomposition_and_memory() -> None:
-    result = RUNNER.invoke(app, ["model", "explain", MODEL, "--json"])
+    result = RUNNER.invoke(app, ["model", "explain", MODEL, "--backend", "reference", "--runs",
+                                 "0", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["ops_before"]["Conv"] == 26

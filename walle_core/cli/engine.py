@@ -7,7 +7,9 @@ Command bodies import the engine lazily so ``walle --help`` stays fast. Exit cod
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -72,22 +74,32 @@ def inspect_cmd(
 @model_app.command("explain")
 def explain_cmd(
     model: Path = typer.Argument(..., help="ONNX model file."),
-    backend: str = typer.Option("auto", "--backend", help="Backend name."),
+    backend: str = typer.Option("auto", "--backend",
+                                help="Backend, comma-separated backends to search, or auto."),
     dim: list[str] = typer.Option([], "--dim", help="Symbolic dim value, NAME=INT."),
+    runs: int = typer.Option(5, "--runs", help="Runs to time each op (0: estimates only)."),
+    threads: int = typer.Option(0, "--threads", help="Threads per backend (0: its default)."),
+    top: int = typer.Option(25, "--top", help="Ops to list, most expensive first (0: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Ops before/after decomposition, raster copies left after fusion, planned peak memory."""
+    """What the engine made of a model: decomposition, fusion, memory plan, and the search's
+    choice of backend and algorithm per op with estimated and measured time."""
     from walle_core.ir.errors import WalleError
     from walle_core.runtime.explain import explain_session
     from walle_core.runtime.session import Session
 
     try:
-        report = explain_session(Session(model, backend=backend), _dims(dim))
+        t0 = time.perf_counter()
+        session = Session(model, backend=backend, threads=threads or None)
+        created = time.perf_counter() - t0
+        report = explain_session(session, _dims(dim), measure_runs=runs)
+        report["session_seconds"] = round(created, 3)
     except WalleError as exc:
         raise _fail(exc) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
+    steps = report.pop("steps", [])
     for key, value in report.items():
         if isinstance(value, dict):
             typer.echo(f"{key}:")
@@ -95,6 +107,24 @@ def explain_cmd(
                 typer.echo(f"  {k:<28} {v}")
         else:
             typer.echo(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
+    _print_steps(steps, top)
+
+
+def _print_steps(steps: list[dict[str, Any]], top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    key = "measured_us" if any("measured_us" in r for r in steps) else "estimated_us"
+    order = sorted(steps, key=lambda r: -float(r.get(key, 0.0)))
+    shown = order[:top] if top else order
+    table = Table(title=f"ops by {key.replace('_us', '')} time ({len(shown)} of {len(steps)})")
+    for col in ("op", "primitive", "backend", "algorithm", "est us", "measured us", "options"):
+        table.add_column(col, justify="right" if "us" in col.split() else "left")
+    for r in shown:
+        table.add_row(str(r["op"])[:24], r["primitive"], r["backend"], str(r["algorithm"]),
+                      str(r.get("estimated_us", "")), str(r.get("measured_us", "")),
+                      str(len(r.get("alternatives", [])) or ""))
+    Console(width=max(100, Console().width)).print(table)
 
 
 def run_cmd(

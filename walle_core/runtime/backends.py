@@ -1,9 +1,12 @@
-"""Finding backends by entry point, and the seam where placement search plugs in.
+"""Finding backends by entry point, and which ones a session searches over.
 
 Backends are drivers in the ``walle.backends`` namespace (the reference backend included), so
-the engine never imports one by module name. ``assign`` answers "which backend runs each
-primitive": today every step goes to the one chosen backend ("auto" = reference); the
-semi-auto search of ``walle_core.search`` replaces it with a per-step choice.
+the engine never imports one by module name. A session's ``backend=`` names the candidates the
+semi-auto search (:mod:`walle_core.search`) chooses from per step:
+
+* ``"auto"``: every installed execution backend that loads and is available here;
+* ``"numba"``: that backend, with the reference backend behind it only for steps it cannot run;
+* ``"opencl,numba"``: the search chooses between these (reference again only as fallback).
 """
 
 from __future__ import annotations
@@ -25,9 +28,7 @@ def available_names() -> list[str]:
     return sorted({ep.name for ep in entry_points(group="walle.backends")})
 
 
-def create_backend(name: str, threads: int | None = None) -> ExecutionBackend:
-    """Instantiate the backend registered as ``name`` ("auto" picks the default)."""
-    wanted = AUTO_DEFAULT if name == "auto" else name
+def _backend_class(wanted: str) -> type[ExecutionBackend]:
     matches = [ep for ep in entry_points(group="walle.backends") if ep.name == wanted]
     if not matches:
         raise BackendError(
@@ -39,10 +40,67 @@ def create_backend(name: str, threads: int | None = None) -> ExecutionBackend:
         raise BackendError(f"backend {wanted!r} failed to load: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, ExecutionBackend)):
         raise BackendError(f"backend {wanted!r} does not implement the execution contract")
+    return cls
+
+
+def create_backend(name: str, threads: int | None = None) -> ExecutionBackend:
+    """Instantiate the backend registered as ``name`` ("auto": the reference backend)."""
+    wanted = AUTO_DEFAULT if name == "auto" else name
+    cls = _backend_class(wanted)
     quick = cls.quick_check()
     if quick is not None and not quick.ok:
         raise BackendError(f"backend {wanted!r} is unavailable: {quick.reason}")
     return cls(threads=threads)
+
+
+def resolve(spec: str, threads: int | None = None
+            ) -> tuple[list[ExecutionBackend], list[ExecutionBackend], list[str]]:
+    """``(candidates, fallback, notes)`` for a session's ``backend=`` string."""
+    notes: list[str] = []
+    if spec == "auto":
+        names = [n for n in available_names() if n != "reference"] + ["reference"]
+        names = [n for n in names if n not in _disabled()]
+        candidates = []
+        for name in names:
+            try:
+                cls = _backend_class(name)
+                if not cls.auto_candidate():
+                    notes.append(f"{name} not searched by auto (it says so; name it to use it)")
+                    continue
+                candidates.append(create_backend(name, threads))
+            except BackendError as exc:
+                notes.append(f"{name} skipped: {exc}")
+        return candidates, [], notes
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise BackendError("no backend named in an empty backend list")
+    candidates = [create_backend(n, threads) for n in names]
+    fallback = [] if "reference" in names else [create_backend("reference", threads)]
+    return candidates, fallback, notes
+
+
+def _disabled() -> set[str]:
+    import os
+
+    return {n.strip() for n in os.environ.get("WALLE_AUTO_EXCLUDE", "").split(",") if n.strip()}
+
+
+class PlanningView(ExecutionBackend):
+    """What the planner sees of a set of backends: a composite op is a native kernel when any
+    of them runs it; the first backend decides where it prefers native over decomposition."""
+
+    def __init__(self, backends: list[ExecutionBackend]) -> None:
+        super().__init__(backends[0].threads)
+        self.backends = backends
+        self.name = backends[0].name  # type: ignore[misc]
+        self._native = set().union(*(b.native_ops() for b in backends))
+
+    def native_ops(self) -> set[tuple[str, str]]:
+        return self._native
+
+    def prefers_native(self, domain: str, op_type: str) -> bool:
+        first = self.backends[0]
+        return (domain, op_type) in first.native_ops() and first.prefers_native(domain, op_type)
 
 
 def assign(steps: list[Step], backends: list[ExecutionBackend]) -> list[ExecutionBackend]:

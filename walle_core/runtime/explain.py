@@ -8,6 +8,7 @@ Symbolic dims are taken as 1 unless the caller gives shapes.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -75,13 +76,23 @@ def inspect_model(graph: Graph) -> dict[str, Any]:
     return info
 
 
-def explain_session(session: Any, dims: dict[str, int] | None = None) -> dict[str, Any]:
+def explain_session(session: Any, dims: dict[str, int] | None = None,
+                    measure_runs: int = 0) -> dict[str, Any]:
+    """The report of ``walle model explain``; ``measure_runs`` > 0 also times every op (median
+    of that many runs on random inputs) beside the search's estimate."""
     graph = session.graph
-    exe = session.executable(default_specs(graph, dims))
+    specs = default_specs(graph, dims)
+    t0 = time.perf_counter()
+    exe = session.executable(specs)
+    plan_seconds = time.perf_counter() - t0
     report: dict[str, Any] = {
         "backend": session.backend.name,
+        "candidates": [b.name for b in session.backends],
+        "fallback": [b.name for b in session.fallback],
         "ops_before": dict(graph.op_histogram().most_common()),
     }
+    if session.notes:
+        report["backend_notes"] = list(session.notes)
     if exe is None:
         report["note"] = "output shapes depend on input data: planned eagerly at run time"
         return report
@@ -100,7 +111,71 @@ def explain_session(session: Any, dims: dict[str, int] | None = None) -> dict[st
         "elementwise_fused": program.stats.get("elementwise_fused", 0),
         "epilogues_fused": program.stats.get("epilogues_fused", 0),
         "flops": int(sum(step_flops(s, program.slots) for s in program.steps)),
-        "peak_memory_bytes": exe.memory.arena_bytes,
-        "memory_without_reuse_bytes": exe.memory.unshared_bytes,
+        "peak_memory_bytes": exe.arena_bytes,
+        "memory_without_reuse_bytes": sum(m.unshared_bytes for m in exe.memories.values()),
     })
+    report["search"] = search_report(exe, plan_seconds)
+    report["steps"] = step_rows(exe, specs, measure_runs)
+    if measure_runs:
+        report["search"]["measured_ms"] = round(
+            sum(r["measured_us"] for r in report["steps"]) / 1e3, 3)
     return report
+
+
+def search_report(exe: Any, plan_seconds: float) -> dict[str, Any]:
+    placement = exe.placement
+    per_backend = Counter(op.backend.name for op in exe.ops if op.index >= 0)
+    return {
+        "method": placement.method,
+        "search_seconds": round(placement.seconds, 4),
+        "plan_seconds": round(plan_seconds, 4),
+        "steps_per_backend": dict(per_backend.most_common()),
+        "transfers": exe.transfers,
+        "estimated_ms": round(placement.estimated_seconds * 1e3, 3),
+        "estimated_transfer_ms": round(placement.transfer_seconds * 1e3, 3),
+    }
+
+
+def step_rows(exe: Any, specs: dict[str, TensorSpec], measure_runs: int) -> list[dict[str, Any]]:
+    """One row per op in run order: what runs it, with which algorithm, estimated (and
+    measured) microseconds, and the alternatives the search costed."""
+    measured: list[float] | None = None
+    if measure_runs:
+        rng = np.random.default_rng(0)
+        feeds = {n: _random(rng, s) for n, s in specs.items()}
+        measured = exe.profile(feeds, measure_runs)
+    placement = exe.placement
+    rows = []
+    for k, op in enumerate(exe.ops):
+        prim = op.step.prim
+        kind = prim.kind if prim.kind != "Kernel" else f"Kernel:{prim.op_type}"
+        row: dict[str, Any] = {"op": op.step.origin, "primitive": kind,
+                               "backend": op.backend.name}
+        if op.index < 0:
+            nbytes = exe.slots[op.step.inputs[0]].nbytes
+            row.update(primitive="Transfer", algorithm=f"{prim.src_domain} -> {prim.dst_domain}",
+                       bytes=nbytes)
+        else:
+            alg = placement.algorithms[op.index]
+            row["algorithm"] = alg.name if alg is not None else "default"
+            if alg is not None:
+                row["estimated_us"] = round(alg.cost * 1e6, 2)
+                if alg.params:
+                    row["params"] = {k2: v for k2, v in alg.params}
+                if alg.note:
+                    row["why"] = alg.note
+            alts = placement.candidates[op.index]
+            if len(alts) > 1:
+                row["alternatives"] = [f"{b}/{a.name}: {a.cost * 1e6:.1f}us" for b, a in alts]
+        if measured is not None:
+            row["measured_us"] = round(measured[k] * 1e6, 2)
+        rows.append(row)
+    return rows
+
+
+def _random(rng: np.random.Generator, spec: TensorSpec) -> np.ndarray:
+    if spec.dtype.name == "bool":
+        return rng.integers(0, 2, spec.shape).astype(bool)
+    if np.issubdtype(spec.dtype.np, np.integer):
+        return rng.integers(0, 3, spec.shape).astype(spec.dtype.np)
+    return rng.standard_normal(spec.shape).astype(spec.dtype.np)

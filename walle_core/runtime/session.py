@@ -18,10 +18,11 @@ from walle_core.geometry import DataDependent
 from walle_core.ir.errors import InputError, UnsupportedOpsError
 from walle_core.ir.graph import Dim, Graph, Value
 from walle_core.ir.primitives import TensorSpec
-from walle_core.runtime.backends import assign, create_backend
+from walle_core.runtime.backends import PlanningView, resolve
 from walle_core.runtime.executor import Executable
 from walle_core.runtime.passes import optimize
 from walle_core.runtime.planner import Program, plan, unsupported_ops
+from walle_core.search import Placement
 
 ShapeKey = tuple[tuple[str, tuple[int, ...], str], ...]
 
@@ -36,15 +37,22 @@ class TensorInfo:
 
 
 class Session:
-    """Run a model: ``Session(path_or_bytes_or_graph, backend="auto", threads=None)``."""
+    """Run a model: ``Session(path_or_bytes_or_graph, backend="auto", threads=None)``.
+
+    ``backend`` names the backends the semi-auto search chooses from for each step: ``"auto"``
+    (every installed one that is available), one name (the reference backend then runs only
+    what that one cannot), or a comma-separated list. ``threads`` caps each backend's threads.
+    """
 
     def __init__(self, model: str | os.PathLike[str] | bytes | Graph, backend: str = "auto",
                  threads: int | None = None) -> None:
         self.graph = model if isinstance(model, Graph) else load_model(model)
-        self.backend = create_backend(backend, threads)
-        missing = unsupported_ops(self.graph, self.backend)
+        self.backends, self.fallback, self.notes = resolve(backend, threads)
+        self.backend = self.backends[0]
+        self._view = PlanningView(self.backends + self.fallback)
+        missing = unsupported_ops(self.graph, self._view)
         if missing:
-            raise UnsupportedOpsError(missing, self.backend.name)
+            raise UnsupportedOpsError(missing, backend)
         self._inputs = {v.name: v for v in self.graph.real_inputs()}
         self._plans: dict[ShapeKey, Executable | None] = {}
         static = self._static_specs()
@@ -72,14 +80,23 @@ class Session:
         key = _key(specs)
         if key not in self._plans:
             try:
-                program = plan(self.graph, self.backend, specs)
+                program = plan(self.graph, self._view, specs)
             except DataDependent:
                 self._plans[key] = None
             else:
                 optimize(program)
-                assign(program.steps, [self.backend])  # the seam placement search refines
-                self._plans[key] = Executable(program, self.backend)
+                self._plans[key] = Executable(program, self._search(program))
         return self._plans[key]
+
+    def _search(self, program: Program) -> Placement:
+        from walle_core.search import search
+        from walle_core.search.profile import get_profile
+
+        everyone = self.backends + self.fallback
+        profiles = {b.name: get_profile(b) for b in everyone}
+        return search(program.steps, program.slots, list(program.inputs.values()),
+                      [s for _, s in program.outputs], program.builder.consts, program.aliases,
+                      self.backends, profiles, self.fallback)
 
     def plan_for(self, specs: dict[str, TensorSpec]) -> Program | None:
         """The planned program for these input specs (None when planned eagerly)."""
@@ -109,7 +126,7 @@ class Session:
             declared = self._inputs[name].type
             specs.setdefault(name, TensorSpec((), declared.dtype if declared else
                                               _dtype(np.zeros(0))))
-        program = plan(self.graph, self.backend, specs, arrays)
+        program = plan(self.graph, self._view, specs, arrays)
         consts = program.builder.consts
         return _select({n: consts[s] for n, s in program.outputs}, output_names)
 

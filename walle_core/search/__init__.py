@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from walle_core.backend import Algorithm, ExecutionBackend
 from walle_core.ir.errors import WalleError
@@ -45,8 +46,9 @@ class SearchError(WalleError):
 class Placement:
     """The search's answer: per step a backend, an algorithm and its estimated seconds."""
 
+    primary: ExecutionBackend  # owns feeds and outputs when no step decides otherwise
     backends: list[ExecutionBackend]
-    algorithms: list[Algorithm]
+    algorithms: list[Algorithm | None]  # None: the backend's default (no search was run)
     candidates: list[list[tuple[str, Algorithm]]]  # everything costed, per step
     method: str
     seconds: float = 0.0  # wall time of the search itself
@@ -56,7 +58,7 @@ class Placement:
 
     @property
     def estimated_seconds(self) -> float:
-        return sum(a.cost for a in self.algorithms) + self.transfer_seconds
+        return sum(a.cost for a in self.algorithms if a is not None) + self.transfer_seconds
 
     def domains(self) -> list[str]:
         return [b.memory_domain for b in self.backends]
@@ -123,9 +125,17 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
     chosen = [best[i][labels[i]] for i in range(n)]
     total_transfer, count = graph.transfer_total(labels, transfer_cost)
     return Placement(
-        backends=[b for b, _ in chosen], algorithms=[a for _, a in chosen],
+        primary=(*backends, *fallback)[0], backends=[b for b, _ in chosen],
+        algorithms=[a for _, a in chosen],
         candidates=[[(b.name, a) for b, a in opts] for opts in candidates], method=method,
         seconds=time.perf_counter() - t0, transfer_seconds=total_transfer, transfers=count)
+
+
+def single_backend_placement(program: Any, backend: ExecutionBackend) -> Placement:
+    """Every step of ``program`` on ``backend`` with its default algorithm (no search)."""
+    n = len(program.steps)
+    return Placement(primary=backend, backends=[backend] * n, algorithms=[None] * n,
+                     candidates=[[] for _ in range(n)], method="one backend, no search")
 
 
 def _options(step: Step, ins: list[TensorSpec | None], outs: list[TensorSpec],

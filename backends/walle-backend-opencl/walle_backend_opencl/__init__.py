@@ -12,12 +12,14 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from walle_core.backend import Availability, Device, ExecutionBackend
-from walle_core.ir.primitives import Step, TensorSpec
+from walle_core.backend import Algorithm, Availability, Device, ExecutionBackend, StepTimer
+from walle_core.ir.primitives import Primitive, Step, TensorSpec
 from walle_core.plugin import PLUGIN_API_VERSION
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from walle_core.search.profile import CostProfile
 
 __all__ = ["OpenCLBackend"]
 
@@ -73,6 +75,15 @@ def _describe(cl: Any, platform: Any, device: Any, smoke: str) -> Device:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("walle-backend-opencl")
+    except PackageNotFoundError:
+        return "dev"
+
+
 class OpenCLBackend(ExecutionBackend):
     """OpenCL kernels built with pyopencl, for GPUs and CPU runtimes such as PoCL."""
 
@@ -115,21 +126,112 @@ class OpenCLBackend(ExecutionBackend):
 
     # ---- execution contract -------------------------------------------------------------
 
+    @classmethod
+    def auto_candidate(cls) -> bool:
+        """Searched by ``backend="auto"`` only when some OpenCL device is not a CPU: on a
+        CPU-only runtime (PoCL) the host backends use the same cores without transfers."""
+        try:
+            import pyopencl as cl
+
+            return any(d.type & ~cl.device_type.CPU for p in cl.get_platforms()
+                       for d in p.get_devices())
+        except Exception:
+            return False
+
+    #: Refined per instance to ``opencl:<platform>/<device>``: buffers are device memory, so
+    #: the core inserts a transfer wherever a tensor crosses to or from a host backend.
+    memory_domain: str = "opencl"
+
     def __init__(self, threads: int | None = None) -> None:
         super().__init__(threads)
         if threads:  # read by PoCL when the platform is first initialised
             os.environ.setdefault("POCL_MAX_PTHREAD_COUNT", str(threads))
         from walle_backend_opencl.device import runtime
+        from walle_backend_opencl.tuning import Tuner
 
         self.rt = runtime()
+        dev = self.rt.device
+        self.memory_domain = f"opencl:{dev.platform.name.strip()}/{dev.name.strip()}"
+        self.version = _version()
+        self.tuner = Tuner(self.rt)
         self.kernel_steps = 0
         self.fallback_steps = 0
 
-    def native_ops(self) -> set[tuple[str, str]]:
-        """Composite ops run as host fallbacks of the reference kernels (no device kernels)."""
-        from walle_core.reference_backend import reference_native_ops
+    def calibration_key(self) -> str:
+        """Platform, device and driver (not the host CPU: a GPU's rates do not depend on it),
+        this package's version and PoCL's thread count, which changes a CPU device's rates."""
+        threads = os.environ.get("POCL_MAX_PTHREAD_COUNT", "")
+        return f"opencl|{self.version}|{self.rt.device_ident}|pocl_threads={threads}"
 
-        return reference_native_ops()
+    # ---- what runs on the device ---------------------------------------------------------
+
+    def native_ops(self) -> set[tuple[str, str]]:
+        """Composite ops with a device kernel: 1-D/2-D Conv (an implicit GEMM, see conv.py).
+        Every other composite op is a reference (host) kernel placed by the core's search."""
+        return {("", "Conv")}
+
+    def prefers_native(self, domain: str, op_type: str) -> bool:
+        """Conv runs as one native step rather than im2col raster + MatMul (see README)."""
+        return (domain, op_type) == ("", "Conv")
+
+    def supports(self, primitive: Primitive) -> bool:
+        """False for what no device kernel runs whatever the shapes: composite ops other than
+        Conv, scatter/reducing Loops, rasters with a region writing one element twice, reduce
+        ops or MatMul activations without code, casts to types OpenCL C lacks. Per-dtype and
+        per-shape limits are found by :meth:`algorithms`, which declines the step."""
+        import numpy as np
+
+        from walle_backend_opencl import matmul, raster, reduce
+        from walle_core.ir.primitives import Cast, Kernel, Loop, MatMul, Raster, Reduce
+
+        if isinstance(primitive, Kernel):
+            return (primitive.domain, primitive.op_type) in self.native_ops()
+        if isinstance(primitive, Loop):
+            return primitive.reduction == "none" and not primitive.has_dst_offsets
+        if isinstance(primitive, Raster):
+            return not any(r.count and raster.self_overlapping(r) for r in primitive.regions)
+        if isinstance(primitive, Reduce):
+            return primitive.op in reduce.OPS
+        if isinstance(primitive, MatMul):
+            return primitive.activation in matmul.ACTS
+        if isinstance(primitive, Cast):
+            to = primitive.to
+            return to.name != "string" and self.rt.ctype(np.dtype(to.np)) is not None
+        return super().supports(primitive)
+
+    def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
+                   outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
+        """Each kernel variant (local work size, or MatMul/Conv tile) with its cost measured on
+        the device and cached per device (tuning.py); small steps get the analytic estimate.
+        Raises :class:`~walle_backend_opencl.tuning.Declined` (a ``WalleError``) when no kernel
+        covers the step's dtypes or shapes, so the search places it on a host backend."""
+        from walle_backend_opencl import tuning
+
+        return tuning.algorithms(self.rt, self.tuner, step, inputs, outputs,
+                                 profile.estimate(step, inputs, outputs))
+
+    def calibrate_extra(self, time_step: StepTimer) -> dict[str, float]:
+        """Every tile variant on a 256^3 GEMM and every local size on a 1M-element add:
+        recorded in the cached profile beside the core's rates (``walle backends calibrate``)."""
+        import numpy as np
+
+        from walle_backend_opencl import tuning
+        from walle_core.ir import dtypes
+        from walle_core.ir.primitives import Elementwise, MatMul
+
+        f32 = dtypes.from_numpy(np.float32)
+        extra: dict[str, float] = {}
+        mm = [TensorSpec((256, 256), f32)] * 2
+        for name, params in tuning.variants(self.rt, "matmul", 4):
+            alg = Algorithm(name, 0.0, tuple(sorted(params.items())))
+            extra[f"gemm256/{name}"] = time_step(MatMul(), [*mm, None],
+                                                 [TensorSpec((256, 256), f32)], alg)
+        add = Elementwise(("add", ("in", 0), ("in", 1)))
+        vec = TensorSpec((1 << 20,), f32)
+        for name, params in tuning.variants(self.rt, "elementwise", 4):
+            alg = Algorithm(name, 0.0, tuple(sorted(params.items())))
+            extra[f"add1m/{name}"] = time_step(add, [vec, vec], [vec], alg)
+        return extra
 
     def allocate(self, nbytes: int) -> Any:
         cl = self.rt.cl
@@ -174,10 +276,14 @@ class OpenCLBackend(ExecutionBackend):
         return np.array(to_host(buffer), copy=True)
 
     def compile(self, step: Step, inputs: Sequence[TensorSpec | None],
-                outputs: Sequence[TensorSpec], algorithm: Any = None) -> Any:
+                outputs: Sequence[TensorSpec], algorithm: Algorithm | None = None) -> Any:
+        """The device kernel for ``step`` (the variant ``algorithm`` names, else the default).
+        Host fallback only when compiled without the search (which would have declined the
+        step) or when the driver rejects a kernel at build time; counted either way."""
         from walle_backend_opencl.execution import compile_step
 
-        run, on_device = compile_step(self.rt, step, inputs, outputs)
+        params = dict(algorithm.params) if algorithm is not None else None
+        run, on_device = compile_step(self.rt, step, inputs, outputs, params)
         if on_device:
             self.kernel_steps += 1
         else:

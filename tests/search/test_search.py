@@ -1,0 +1,223 @@
+"""The semi-auto search: exact min-cut placement, transfer costs, hybrid execution, caching."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from walle_core import Session
+from walle_core.backend import Algorithm
+from walle_core.ir.primitives import Primitive, Step, TensorSpec
+from walle_core.reference_backend import ReferenceBackend
+from walle_core.runtime.executor import Executable, Transfer
+from walle_core.search import HOST, _DataGraph, search
+from walle_core.search.mincut import MinCut
+from walle_core.search.profile import CostProfile, calibrate, get_profile
+
+
+class DevBuf:
+    """A 'device' buffer: host numpy arrays are not accepted where these are expected."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+
+class FakeDevice(ReferenceBackend):
+    """A second memory domain built on the reference kernels: buffers are wrapped, so a step
+    handed a host array (a missing transfer) fails loudly."""
+
+    name = "fakedev"  # type: ignore[assignment]
+    memory_domain = "fake:0"
+
+    def supports(self, primitive: Primitive) -> bool:
+        return primitive.kind in ("MatMul", "Elementwise")
+
+    def view(self, arena: Any, offset: int, spec: TensorSpec) -> DevBuf:
+        return DevBuf(super().view(arena, offset, spec))
+
+    def constant(self, array: np.ndarray) -> DevBuf:
+        return DevBuf(np.array(array, copy=True))
+
+    def upload(self, array: np.ndarray, buffer: DevBuf) -> None:
+        np.copyto(buffer.array, np.asarray(array).reshape(buffer.array.shape), casting="unsafe")
+
+    def download(self, buffer: DevBuf) -> np.ndarray:
+        return np.array(buffer.array, copy=True)
+
+    def compile(self, step: Step, inputs: Sequence[TensorSpec | None],
+                outputs: Sequence[TensorSpec], algorithm: Algorithm | None = None) -> Any:
+        fn = super().compile(step, inputs, outputs)
+
+        def run(ins: Sequence[Any], outs: Sequence[Any]) -> None:
+            fn([None if b is None else b.array for b in ins], [b.array for b in outs])
+
+        return run
+
+
+def mlp(hidden: int = 256) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [64, hidden],
+                            rng.standard_normal((64, hidden)).astype(np.float32).ravel())
+    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [hidden, 10],
+                            rng.standard_normal((hidden, 10)).astype(np.float32).ravel())
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Tanh", ["h"], ["t"]),
+        helper.make_node("MatMul", ["t", "w2"], ["y0"]),
+        helper.make_node("Transpose", ["y0"], ["y1"], perm=[1, 0]),
+        helper.make_node("Transpose", ["y1"], ["y"], perm=[1, 0]),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [32, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [32, 10])], [w1, w2])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def profiles(upload_bytes_s: float) -> dict[str, CostProfile]:
+    host = CostProfile("reference", "h", launch_s=1e-6, gemm_small_flops_s=1e9,
+                       gemm_flops_s=1e9, copy_bytes_s=1e9, ew_bytes_s=1e9)
+    dev = CostProfile("fakedev", "d", launch_s=1e-6, gemm_small_flops_s=1e12,
+                      gemm_flops_s=1e12, copy_bytes_s=1e10, ew_bytes_s=1e8,
+                      upload_bytes_s=upload_bytes_s, download_bytes_s=upload_bytes_s,
+                      transfer_latency_s=1e-6)
+    return {"reference": host, "fakedev": dev}
+
+
+def planned(model: onnx.ModelProto) -> Any:
+    return Session(model, backend="reference").plan_for({"x": TensorSpec((32, 64), _f32())})
+
+
+def _f32() -> Any:
+    from walle_core.ir import dtypes
+
+    return dtypes.from_numpy(np.float32)
+
+
+def place(program: Any, profs: dict[str, CostProfile], backends: list[Any]) -> Any:
+    return search(program.steps, program.slots, list(program.inputs.values()),
+                  [s for _, s in program.outputs], program.builder.consts, program.aliases,
+                  backends, profs)
+
+
+def test_min_cut_equals_brute_force_on_random_energies() -> None:
+    rnd = random.Random(7)
+    for _ in range(200):
+        n = rnd.randint(1, 7)
+        unary = [(rnd.random() * 1e-5, rnd.random() * 1e-5) for _ in range(n)]
+        edges = [(rnd.randrange(n), rnd.randrange(n), rnd.random() * 1e-5)
+                 for _ in range(rnd.randint(0, 10))]
+        edges = [e for e in edges if e[0] != e[1]]
+        cut = MinCut(n)
+        for i, (c0, c1) in enumerate(unary):
+            cut.unary(i, c0, c1)
+        for u, v, w in edges:
+            cut.edge(u, v, w)
+        side = [int(s) for s in cut.solve()]
+
+        best = min(_energy(x, unary, edges) for x in itertools.product((0, 1), repeat=n))
+        assert _energy(side, unary, edges) == pytest.approx(best, rel=1e-9, abs=1e-15)
+
+
+def _energy(x: Sequence[int], unary: list[tuple[float, float]],
+            edges: list[tuple[int, int, float]]) -> float:
+    return sum(unary[i][x[i]] for i in range(len(x))) + sum(
+        w for u, v, w in edges if x[u] == 0 and x[v] == 1)
+
+
+@pytest.mark.parametrize("upload", [1e12, 1e5])
+def test_placement_is_the_least_total_cost(upload: float) -> None:
+    program = planned(mlp())
+    host, dev = ReferenceBackend(), FakeDevice()
+    profs = profiles(upload)
+    placement = place(program, profs, [host, dev])
+    graph = _DataGraph(program.steps, program.slots, list(program.inputs.values()),
+                       [s for _, s in program.outputs], program.builder.consts, program.aliases)
+    per_step = []
+    for opts in placement.candidates:
+        per_step.append({("fake:0" if b == "fakedev" else HOST): a.cost for b, a in opts})
+
+    def total(labels: Sequence[str]) -> float:
+        return sum(per_step[i][d] for i, d in enumerate(labels)) + graph.transfer_total(
+            list(labels), lambda n, s, d: (profs["fakedev"].transfer(n, d != HOST)))[0]
+
+    options = [sorted(p) for p in per_step]
+    best = min(total(labels) for labels in itertools.product(*options))
+    assert placement.estimated_seconds == pytest.approx(best, rel=1e-9)
+    on_device = [b.name for b in placement.backends].count("fakedev")
+    if upload > 1e9:  # cheap transfers: the fast GEMMs move to the device
+        assert on_device >= 2 and placement.transfers >= 2
+    else:  # transfers dearer than any saving: everything stays on the host
+        assert on_device == 0 and placement.transfers == 0
+
+
+def test_hybrid_executable_inserts_transfers_and_matches_reference() -> None:
+    program = planned(mlp())
+    placement = place(program, profiles(1e12), [ReferenceBackend(), FakeDevice()])
+    exe = Executable(program, placement)
+    kinds = [op.step.prim for op in exe.ops]
+    assert any(isinstance(p, Transfer) for p in kinds)
+    # the search also counts feeds uploaded straight into the device and outputs read back
+    boundary = sum(exe.home[program.root(s)] != HOST for s in program.inputs.values()) + sum(
+        exe.home[program.root(s)] != HOST for _, s in program.outputs)
+    assert exe.transfers + boundary == placement.transfers
+    x = np.random.default_rng(1).standard_normal((32, 64)).astype(np.float32)
+    want = Session(mlp(), backend="reference").run({"x": x})["y"]
+    got = exe.run({"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert len(exe.profile({"x": x}, runs=2)) == len(exe.ops)
+
+
+def test_profile_is_measured_once_and_cached(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))
+    backend = ReferenceBackend()
+    first = get_profile(backend)
+    assert first.gemm_flops_s > 0 and first.launch_s > 0 and first.copy_bytes_s > 0
+    files = list((tmp_path / "calibration").glob("reference-*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["key"] == first.key
+
+    def boom(*_a: Any, **_k: Any) -> CostProfile:
+        raise AssertionError("re-measured despite a warm cache")
+
+    monkeypatch.setattr("walle_core.search.profile.calibrate", boom)
+    again = get_profile(ReferenceBackend())
+    assert again.to_json() == first.to_json()
+    # another thread setting is another key: measured again
+    with pytest.raises(AssertionError, match="re-measured"):
+        get_profile(ReferenceBackend(threads=7))
+
+
+def test_calibration_rates_are_plausible() -> None:
+    p = calibrate(ReferenceBackend())
+    big = 2 * 256**3
+    # a 256^3 GEMM at the measured rate takes between a microsecond and a second
+    assert 1e-6 < big / p.gemm_flops_s < 1.0
+    assert p.upload_bytes_s == float("inf")  # host backends never pay for transfers
+
+
+def test_session_searches_named_backends_and_explain_reports_it() -> None:
+    from walle_core.runtime.explain import explain_session
+
+    session = Session(mlp(), backend="reference")
+    report = explain_session(session, measure_runs=2)
+    assert report["candidates"] == ["reference"] and report["fallback"] == []
+    assert report["search"]["search_seconds"] < 0.5
+    assert report["search"]["transfers"] == 0
+    rows = report["steps"]
+    assert rows and all(r["backend"] == "reference" for r in rows)
+    assert all(r["estimated_us"] > 0 and r["measured_us"] > 0 for r in rows)
+
+
+def test_unknown_backend_in_a_list_is_a_clear_error() -> None:
+    from walle_core.runtime.backends import BackendError
+
+    with pytest.raises(BackendError, match="no backend named 'nope'"):
+        Session(mlp(), backend="reference,nope")
