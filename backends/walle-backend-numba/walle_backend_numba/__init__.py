@@ -24,7 +24,9 @@ except ImportError:  # pragma: no cover - probe-only core
 if TYPE_CHECKING:
     import numpy as np
 
+    from walle_core.backend import Algorithm, StepTimer
     from walle_core.ir.primitives import Step, TensorSpec
+    from walle_core.search.profile import CostProfile
 
 __all__ = ["NumbaBackend"]
 
@@ -123,7 +125,12 @@ class NumbaBackend(_Base):
     def constant(self, array: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        return np.ascontiguousarray(array)
+        # not np.ascontiguousarray: it turns 0-d constants (Size, scalar shapes) into 1-d.
+        # A read-only view (no copy): kernels may cache what they derive from a constant
+        # (Winograd-transformed weights) for as long as they see the same read-only buffer.
+        view = np.asarray(array, order="C").view()
+        view.flags.writeable = False
+        return view
 
     def upload(self, array: np.ndarray, buffer: np.ndarray) -> None:
         import numpy as np
@@ -136,15 +143,39 @@ class NumbaBackend(_Base):
         return np.array(buffer, copy=True)
 
     def compile(self, step: Step, inputs: Sequence[TensorSpec | None],
-                outputs: Sequence[TensorSpec], algorithm: Any = None) -> Any:
+                outputs: Sequence[TensorSpec], algorithm: Algorithm | None = None) -> Any:
         from walle_backend_numba.execution import compile_step
 
-        run, fast = compile_step(step, inputs, outputs)
+        variant = None if algorithm is None or algorithm.name == "default" else algorithm.name
+        run, fast = compile_step(step, inputs, outputs, variant)
+        if variant is not None and not fast:
+            raise ValueError(f"numba cannot run {step.prim.kind} from {step.origin!r} with "
+                             f"algorithm {variant!r}")
         if fast:
             self.compiled_steps += 1
         else:
             self.fallback_steps += 1
         return run
+
+
+    def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
+                   outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
+        """Conv: every variant that fits the shape (pointwise, depthwise, im2col, Winograd
+        F2/F4), costed by roofline x measured efficiency; other steps: the core's estimate."""
+        from walle_backend_numba.costs import algorithms
+
+        return algorithms(step, inputs, outputs, profile)
+
+    def calibrate_extra(self, time_step: StepTimer) -> dict[str, float]:
+        """Times each Conv variant once at a representative shape (for algorithms())."""
+        from walle_backend_numba.costs import calibrate_extra
+
+        return calibrate_extra(time_step)
+
+    def calibration_key(self) -> str:
+        from walle_backend_numba.costs import KERNELS_VERSION
+
+        return f"{super().calibration_key()}|kernels={KERNELS_VERSION}"
 
 
 def _llvm_version() -> str:

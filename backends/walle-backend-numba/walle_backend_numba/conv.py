@@ -1,20 +1,31 @@
-"""Native 2-D Conv: the three algorithms CNNs need, chosen per shape at compile time.
+"""Native 2-D Conv: the algorithms CNNs need, each one a variant the semi-auto search can pick.
 
-- 1x1, stride 1, no padding: ``y[n, g] = W[g] @ x[n, g]`` straight on the NCHW buffers (GEMM,
-  no copy at all).
-- depthwise (one input channel per group): a direct numba loop per (n, c) plane; the valid
+- ``pointwise`` (1x1, stride 1, no padding): ``y[n, g] = W[g] @ x[n, g]`` straight on the NCHW
+  buffers (GEMM, no copy at all).
+- ``depthwise`` (one input channel per group): a direct numba loop per (n, c) plane; the valid
   output columns for each kernel tap are computed up front so the inner loop has no branches
   and vectorises.
-- anything else: numba im2col into a scratch matrix allocated once per compiled step
-  (``[C/G*KH*KW, OH*OW]``), then one BLAS GEMM per (n, g) into the output.
-Bias is added (per output channel) in the same numba epilogue MatMul uses. Layout NCHW,
-weights ``[M, C/G, KH, KW]``, float32/float64. Other cases return None and run on the
-reference kernel.
+- ``im2col`` (any conv): numba im2col into a scratch matrix ``[C/G*KH*KW, OH*OW]``, then one
+  BLAS GEMM per (n, g) into the output.
+- ``winograd2`` / ``winograd4`` (3x3, stride 1, dilation 1, group 1): Winograd F(2x2,3x3) /
+  F(4x4,3x3). Weights are transformed once (``U = G g G^T``, ``[a*a, M, C]``; cached while the
+  weight buffer is a read-only constant), input tiles ``V = B^T d B`` (``[a*a, C, tiles]``),
+  then a*a GEMMs ``U[k] @ V[k]`` and the output transform ``A^T m A`` with the bias fused.
+  2.25x (F2) or 4x (F4) fewer multiplies than im2col, paid for with the two transforms.
+
+Scratch (im2col columns, Winograd tiles) comes from one per-thread buffer sized to the largest
+step, so a plan does not hold one scratch matrix per Conv. Bias is added (per output channel)
+in the same numba epilogue MatMul uses. Layout NCHW, weights ``[M, C/G, KH, KW]``; float32 and
+float64 natively, float16 computed in float32 and rounded once. Other cases return None and run
+on the reference kernel.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -23,6 +34,9 @@ import numpy as np
 from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import COLUMN, epilogue
 from walle_core.ir.primitives import TensorSpec
+
+VARIANTS = ("pointwise", "depthwise", "im2col", "winograd2", "winograd4")
+ConvRun = Callable[[Any, Any, Any, Any], None]
 
 
 @dual()
@@ -78,6 +92,145 @@ def depthwise(x: Any, wt: Any, y: Any, sh: int, sw: int, ph: int, pw: int, dh: i
                             yrow[q] += wv * xrow[q * sw + off]
 
 
+# ---- Winograd --------------------------------------------------------------------------------
+
+def _winograd_matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B^T [a,a], G [a,3], A^T [m,a]) of F(m x m, 3 x 3), a = m + 2 (Lavin & Gray)."""
+    if m == 2:
+        bt = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+        g = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        at = [[1, 1, 1, 0], [0, 1, -1, -1]]
+    elif m == 4:
+        bt = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+              [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+        g = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+             [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
+        at = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+              [0, 1, -1, 8, -8, 1]]
+    else:  # pragma: no cover - only F2 and F4 are offered
+        raise ValueError(f"no Winograd F({m}x{m},3x3)")
+    return np.array(bt, np.float64), np.array(g, np.float64), np.array(at, np.float64)
+
+
+def winograd_weights(w: np.ndarray, m: int) -> np.ndarray:
+    """U[a*a, M, C] = G w[M, C] G^T per tap pair, in w's dtype (computed in float64)."""
+    _, g, _ = _winograd_matrices(m)
+    a = m + 2
+    u = g @ w.astype(np.float64) @ g.T  # [M, C, a, a]
+    return np.ascontiguousarray(u.transpose(2, 3, 0, 1).reshape(a * a, w.shape[0], w.shape[1])
+                                .astype(w.dtype))
+
+
+@dual(fastmath={"contract"})
+def winograd_input(x: Any, xp: Any, v: Any, bt: Any, m: int, ph: int, pw: int,
+                   tw: int) -> None:  # pragma: no cover
+    """v[i*a + j, c, ti*tw + tj] = (B^T d B)[i, j] for the a x a patch d of tile (ti, tj).
+
+    ``xp`` [C, th*m + 2, tw*m + 2] is the zero-padded input (scratch). Per tile row, B^T runs
+    down the rows as whole-row vector ops, then B along the columns with the tiles as the
+    vector dimension; zero coefficients are skipped, so F2 costs adds only.
+    """
+    c_, h, w = x.shape
+    hp, wp = xp.shape[1], xp.shape[2]
+    a = bt.shape[0]
+    th = (hp - 2) // m
+    for c in numba.prange(c_):
+        xc = xp[c]
+        xc[:, :] = 0
+        for r in range(h):
+            if 0 <= r + ph < hp:
+                for q in range(w):
+                    if 0 <= q + pw < wp:
+                        xc[r + ph, q + pw] = x[c, r, q]
+        rows = np.empty((a, wp), xp.dtype)
+        for ti in range(th):
+            r0 = ti * m
+            for i in range(a):  # rows[i] = sum_k B^T[i, k] * xc[r0 + k]
+                for q in range(wp):
+                    rows[i, q] = 0
+                for k in range(a):
+                    coef = bt[i, k]
+                    if coef != 0:
+                        for q in range(wp):
+                            rows[i, q] += coef * xc[r0 + k, q]
+            base = ti * tw
+            for i in range(a):
+                for j in range(a):
+                    dst = v[i * a + j, c, base:base + tw]
+                    for t in range(tw):
+                        dst[t] = 0
+                    for k in range(a):
+                        coef = bt[j, k]
+                        if coef != 0:
+                            for t in range(tw):
+                                dst[t] += coef * rows[i, t * m + k]
+
+
+@dual(fastmath={"contract"})
+def winograd_output(mm: Any, y: Any, at: Any, bias: Any, has_bias: bool,
+                    tw: int) -> None:  # pragma: no cover
+    """y[o, ti*m + i, tj*m + s] = (A^T M A)[i, s] (+ bias[o]) for M = mm[:, o, tile], clipped to
+    the output; the tiles of one tile row are the vector dimension."""
+    m_, oh, ow = y.shape
+    mt, a = at.shape
+    th = -(-oh // mt)
+    for o in numba.prange(m_):
+        b = bias[o] if has_bias else bias[0]  # bias is [0] when there is none
+        tmp = np.empty((mt, a, tw), y.dtype)
+        for ti in range(th):
+            base = ti * tw
+            for i in range(mt):  # tmp[i, j] = sum_k A^T[i, k] * M[k, j] (vectors over tiles)
+                for j in range(a):
+                    for t in range(tw):
+                        tmp[i, j, t] = 0
+                    for k in range(a):
+                        coef = at[i, k]
+                        if coef != 0:
+                            src = mm[k * a + j, o, base:base + tw]
+                            for t in range(tw):
+                                tmp[i, j, t] += coef * src[t]
+            for i in range(mt):
+                r = ti * mt + i
+                if r >= oh:
+                    break
+                yrow = y[o, r]
+                for s in range(mt):
+                    n_t = (ow - s + mt - 1) // mt  # tiles whose column s is inside
+                    for t in range(n_t):
+                        acc = b
+                        for k in range(a):
+                            coef = at[s, k]
+                            if coef != 0:
+                                acc += coef * tmp[i, k, t]
+                        yrow[t * mt + s] = acc
+
+
+# ---- scratch -----------------------------------------------------------------------------------
+
+class _Scratch(threading.local):
+    buf: np.ndarray | None = None
+
+
+_SCRATCH = _Scratch()
+
+
+def scratch(nbytes: int) -> np.ndarray:
+    """A per-thread uint8 buffer of at least ``nbytes`` (grown, never shrunk); steps of one
+    plan run one after another on one thread, so they share it."""
+    buf = _SCRATCH.buf
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(max(nbytes, 64), np.uint8)
+        _SCRATCH.buf = buf
+    return buf
+
+
+def _take(buf: np.ndarray, offset: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return buf[offset:offset + n].view(dtype).reshape(shape)
+
+
+# ---- geometry and planning ---------------------------------------------------------------------
+
 def pads_2d(attrs: dict[str, Any], hw: tuple[int, int], k: tuple[int, int],
             s: tuple[int, int], d: tuple[int, int]) -> tuple[int, int] | None:
     """Top/left padding (bottom/right follow from the planned output shape)."""
@@ -97,46 +250,119 @@ def pads_2d(attrs: dict[str, Any], hw: tuple[int, int], k: tuple[int, int],
     return (int(pads[0]), int(pads[1])) if len(pads) == 4 else None
 
 
-def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | None,
-         y: TensorSpec) -> Callable[[Any, Any, Any, Any], None] | None:
-    dtype = y.dtype.np
+@dataclass(frozen=True)
+class Geom:
+    """Everything a Conv variant needs to know about one call's shapes."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    m: int
+    cg: int
+    kh: int
+    kw: int
+    g: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    dh: int
+    dw: int
+    oh: int
+    ow: int
+    dtype: np.dtype  # what the kernels compute in (float16 is computed in float32)
+    io_dtype: np.dtype  # the buffers' dtype
+
+    @property
+    def mg(self) -> int:
+        return self.m // self.g
+
+    @property
+    def macs(self) -> int:
+        return self.n * self.m * self.oh * self.ow * self.cg * self.kh * self.kw
+
+    def variants(self) -> list[str]:
+        """The algorithms that can run this conv, the default first."""
+        out = []
+        if self.cg == 1 and self.mg == 1:
+            out.append("depthwise")
+        if (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0) \
+                and (self.oh, self.ow) == (self.h, self.w):
+            out.append("pointwise")
+        out.append("im2col")
+        if (self.kh, self.kw, self.sh, self.sw, self.dh, self.dw, self.g) == (3, 3, 1, 1, 1, 1, 1):
+            out += ["winograd2", "winograd4"]
+        return out
+
+
+def geometry(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | None,
+             y: TensorSpec) -> Geom | None:
+    """The call's geometry, or None when no numba variant covers it."""
+    io = y.dtype.np
     if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
         return None
-    if dtype.name not in ("float32", "float64") or x.dtype.np != dtype or w.dtype.np != dtype:
+    if io.name not in ("float16", "float32", "float64") or x.dtype.np != io or w.dtype.np != io:
         return None
-    if b is not None and (b.dtype.np != dtype or b.size != w.shape[0]):
+    if b is not None and (b.dtype.np != io or b.size != w.shape[0]):
         return None
     n, c, h, wd = x.shape
     m, cg, kh, kw = w.shape
     g = int(attrs.get("group", 1))
     s = tuple(int(v) for v in (attrs.get("strides") or (1, 1)))
     d = tuple(int(v) for v in (attrs.get("dilations") or (1, 1)))
-    if len(s) != 2 or len(d) != 2 or c != cg * g or m % g:
+    if len(s) != 2 or len(d) != 2 or c != cg * g or g < 1 or m % g or y.shape[:2] != (n, m):
         return None
     pads = pads_2d(attrs, (h, wd), (kh, kw), s, d)  # type: ignore[arg-type]
     if pads is None:
         return None
-    ph, pw = pads
-    oh, ow = y.shape[2], y.shape[3]
-    mg = m // g
+    compute = np.dtype(np.float32) if io.name == "float16" else io
+    return Geom(n, c, h, wd, m, cg, kh, kw, g, s[0], s[1], pads[0], pads[1], d[0], d[1],
+                y.shape[2], y.shape[3], compute, io)
+
+
+def _weights_cache(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Any], np.ndarray]:
+    """``transform(w)``, computed once: reused while ``w`` is the same read-only (constant)
+    buffer, or while a writable one still holds the same values (comparing the raw weights
+    costs 1/(OH*OW) of the convolution)."""
+    memo: list[Any] = [None, None, None]  # buffer, its values (writable only), transform
+
+    def get(wb: Any) -> np.ndarray:
+        old = memo[0]
+        if old is not None and not wb.flags.writeable and not old.flags.writeable and \
+                old.ctypes.data == wb.ctypes.data and old.shape == wb.shape:
+            return memo[2]  # type: ignore[no-any-return]  # same constant (we hold it alive)
+        if memo[1] is not None and memo[1].shape == wb.shape and np.array_equal(memo[1], wb):
+            memo[0] = wb
+            return memo[2]  # type: ignore[no-any-return]
+        memo[0], memo[2] = wb, transform(wb)
+        memo[1] = np.array(wb, copy=True) if wb.flags.writeable else None
+        return memo[2]  # type: ignore[no-any-return]
+
+    return get
+
+
+def _build(geo: Geom, variant: str) -> ConvRun:
+    n, m, g, mg, cg = geo.n, geo.m, geo.g, geo.mg, geo.cg
+    kh, kw, oh, ow, h, wd = geo.kh, geo.kw, geo.oh, geo.ow, geo.h, geo.w
+    dtype = geo.dtype
     one, zero = dtype.type(1), dtype.type(0)
     post = epilogue.pick(n * m * oh * ow)
 
     def add_bias(yb: Any, bias: Any) -> None:
         if bias is not None:
-            post(yb.reshape(n * m, oh * ow), one, bias.reshape(-1), COLUMN, one, 0, zero,
-                     zero, m)
+            post(yb.reshape(n * m, oh * ow), one, bias.reshape(-1), COLUMN, one, 0, zero, zero, m)
 
-    if cg == 1 and mg == 1:
-        dw_kernel = depthwise.pick(n * m * oh * ow * kh * kw)
+    if variant == "depthwise":
+        dw_kernel = depthwise.pick(geo.macs)
 
         def run_depthwise(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
-            dw_kernel(xb, wb, yb, s[0], s[1], ph, pw, d[0], d[1])
+            dw_kernel(xb, wb, yb, geo.sh, geo.sw, geo.ph, geo.pw, geo.dh, geo.dw)
             add_bias(yb, bias)
 
         return run_depthwise
 
-    if kh == kw == 1 and s == (1, 1) and (ph, pw) == (0, 0) and (oh, ow) == (h, wd):
+    if variant == "pointwise":
         def run_pointwise(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
             w3 = wb.reshape(g, mg, cg)
             x4 = xb.reshape(n, g, cg, h * wd)
@@ -148,16 +374,188 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
 
         return run_pointwise
 
-    col = np.empty((cg * kh * kw, oh * ow), dtype)
-    unfold = im2col.pick(col.size)
+    if variant == "im2col":
+        col_shape = (cg * kh * kw, oh * ow)
+        col_bytes = int(np.prod(col_shape)) * dtype.itemsize
+        scratch(col_bytes)  # reserve now, not on the first run
+        unfold = im2col.pick(int(np.prod(col_shape)))
 
-    def run_im2col(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
-        w3 = wb.reshape(g, mg, cg * kh * kw)
-        y4 = yb.reshape(n, g, mg, oh * ow)
-        for i in range(n):
-            for k in range(g):
-                unfold(xb[i], col, k * cg, cg, kh, kw, s[0], s[1], ph, pw, d[0], d[1], oh, ow)
-                np.matmul(w3[k], col, out=y4[i, k])
-        add_bias(yb, bias)
+        def run_im2col(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+            col = _take(scratch(col_bytes), 0, col_shape, dtype)
+            w3 = wb.reshape(g, mg, cg * kh * kw)
+            y4 = yb.reshape(n, g, mg, oh * ow)
+            for i in range(n):
+                for k in range(g):
+                    unfold(xb[i], col, k * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph, geo.pw,
+                           geo.dh, geo.dw, oh, ow)
+                    np.matmul(w3[k], col, out=y4[i, k])
+            add_bias(yb, bias)
 
-    return run_im2col
+        return run_im2col
+
+    if variant in ("winograd2", "winograd4"):
+        mt = 2 if variant == "winograd2" else 4
+        a = mt + 2
+        bt64, _, at64 = _winograd_matrices(mt)
+        bt, at = bt64.astype(dtype), at64.astype(dtype)
+        th, tw = -(-oh // mt), -(-ow // mt)
+        tiles = th * tw
+        v_shape, mm_shape = (a * a, geo.c, tiles), (a * a, m, tiles)
+        xp_shape = (geo.c, th * mt + 2, tw * mt + 2)
+        v_bytes = int(np.prod(v_shape)) * dtype.itemsize
+        mm_bytes = int(np.prod(mm_shape)) * dtype.itemsize
+        total = v_bytes + mm_bytes + int(np.prod(xp_shape)) * dtype.itemsize
+        scratch(total)
+        weights = _weights_cache(lambda wb: winograd_weights(np.asarray(wb), mt))
+        into = winograd_input.pick(a * a * geo.c * tiles * 4)
+        outof = winograd_output.pick(a * a * m * tiles * 2)
+        no_bias = np.zeros(1, dtype)
+
+        def run_winograd(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+            u = weights(wb)
+            buf = scratch(total)
+            v = _take(buf, 0, v_shape, dtype)
+            mm = _take(buf, v_bytes, mm_shape, dtype)
+            xp = _take(buf, v_bytes + mm_bytes, xp_shape, dtype)
+            b = bias.reshape(-1) if bias is not None else no_bias
+            for i in range(n):
+                into(xb[i], xp, v, bt, mt, geo.ph, geo.pw, tw)
+                for k in range(a * a):
+                    np.matmul(u[k], v[k], out=mm[k])
+                outof(mm, yb[i], at, b, bias is not None, tw)
+
+        return run_winograd
+
+    raise ValueError(f"unknown Conv algorithm {variant!r}")
+
+
+def as_2d(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, y: TensorSpec
+          ) -> tuple[dict[str, Any], TensorSpec, TensorSpec, TensorSpec]:
+    """A 1-D Conv ([N, C, L]) as a 2-D one with H = 1 (L stays the contiguous axis)."""
+    if len(x.shape) != 3 or len(w.shape) != 3 or len(y.shape) != 3:
+        return attrs, x, w, y
+    new = dict(attrs)
+    for key in ("strides", "dilations", "kernel_shape"):
+        if attrs.get(key):
+            new[key] = [1, *attrs[key]]
+    if attrs.get("pads"):
+        p = list(attrs["pads"])
+        new["pads"] = [0, *p[:1], 0, *p[1:]]
+
+    def lift(t: TensorSpec) -> TensorSpec:
+        return TensorSpec((*t.shape[:2], 1, t.shape[2]), t.dtype)
+
+    return new, lift(x), lift(w), lift(y)
+
+
+def geometry_nd(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | None,
+                y: TensorSpec) -> Geom | None:
+    """:func:`geometry` for 1-D or 2-D convolutions."""
+    attrs2, x2, w2, y2 = as_2d(attrs, x, w, y)
+    return geometry(attrs2, x2, w2, b, y2)
+
+
+def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | None,
+         y: TensorSpec, variant: str | None = None) -> ConvRun | None:
+    """A runner for this Conv with ``variant`` (None: the default for the shape), or None."""
+    if len(x.shape) == 3:
+        attrs2, x2, w2, y2 = as_2d(attrs, x, w, y)
+        inner = plan(attrs2, x2, w2, b, y2, variant)
+        if inner is None:
+            return None
+        x4 = (*x.shape[:2], 1, x.shape[2])
+        w4 = (*w.shape[:2], 1, w.shape[2])
+        y4 = (*y.shape[:2], 1, y.shape[2])
+
+        def run_1d(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+            inner(xb.reshape(x4), wb.reshape(w4), bias, yb.reshape(y4))  # type: ignore[misc]
+
+        return run_1d
+    geo = geometry(attrs, x, w, b, y)
+    if geo is None:
+        return None
+    options = geo.variants()
+    if variant is None:
+        variant = options[0]
+    elif variant not in options:
+        return None
+    run = _build(geo, variant)
+    if geo.io_dtype == geo.dtype:
+        return run
+    # float16: compute in float32 (one rounding at the end, like an fp32-accumulating GEMM)
+    f32 = np.float32
+
+    def run_upcast(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+        out = np.empty(yb.shape, f32)
+        run(xb.astype(f32), wb.astype(f32), None if bias is None else bias.astype(f32), out)
+        np.copyto(yb, out, casting="unsafe")
+
+    return run_upcast
+
+
+# ---- costs ---------------------------------------------------------------------------------------
+
+def analytic_seconds(geo: Geom, variant: str, profile: Any) -> float:
+    """Roofline estimate of one variant from the profile's measured rates (before the
+    per-variant efficiency measured by calibration)."""
+    item = geo.dtype.itemsize
+    out_elems = geo.n * geo.m * geo.oh * geo.ow
+    ew = max(profile.ew_bytes_s, 1.0)
+    copy = max(profile.copy_bytes_s, 1.0)
+
+    def gemm(mm: int, nn: int, kk: int, count: int) -> float:
+        flops = 2.0 * mm * nn * kk
+        return count * (flops / max(profile.gemm_rate(flops), 1.0) + profile.launch_s * 0.2)
+
+    bias = out_elems * item * 2 / ew
+    if variant == "depthwise":
+        return profile.launch_s + geo.macs * 3 * item / ew
+    if variant == "pointwise":
+        return profile.launch_s + gemm(geo.mg, geo.oh * geo.ow, geo.cg, geo.n * geo.g) + bias
+    if variant == "im2col":
+        col = geo.cg * geo.kh * geo.kw * geo.oh * geo.ow
+        return (profile.launch_s + geo.n * geo.g * col * item * 2 / copy
+                + gemm(geo.mg, geo.oh * geo.ow, geo.cg * geo.kh * geo.kw, geo.n * geo.g) + bias)
+    if variant in ("winograd2", "winograd4"):
+        mt = 2 if variant == "winograd2" else 4
+        a = mt + 2
+        tiles = math.ceil(geo.oh / mt) * math.ceil(geo.ow / mt)
+        # transforms: 2*a^3 multiply-adds per tile and channel in, 2*a^2*mt out; ~one FLOP
+        # per ew byte moved, and the tiles go through memory once each way
+        t_in = geo.n * geo.c * tiles * (a * a * item * 2 + 2 * a**3) / ew
+        t_out = geo.n * geo.m * tiles * (a * a * item * 2 + 2 * a * a * mt) / ew
+        return profile.launch_s + t_in + t_out + gemm(geo.m, tiles, geo.c, geo.n * a * a)
+    raise ValueError(variant)
+
+
+#: Representative shapes timed once per machine by calibrate_extra: (name, variant, x, w, pads).
+CALIBRATION = (
+    ("conv3x3", "im2col", (1, 32, 28, 28), (32, 32, 3, 3), 1),
+    ("conv3x3", "winograd2", (1, 32, 28, 28), (32, 32, 3, 3), 1),
+    ("conv3x3", "winograd4", (1, 32, 28, 28), (32, 32, 3, 3), 1),
+    ("dw3x3", "depthwise", (1, 64, 28, 28), (64, 1, 3, 3), 1),
+    ("pw", "pointwise", (1, 32, 28, 28), (64, 32, 1, 1), 0),
+)
+
+
+def calibration_geom(x: tuple[int, ...], w: tuple[int, ...], pad: int) -> Geom:
+    n, c, h, wd = x
+    m, cg = w[0], w[1]
+    g = c // cg
+    oh, ow = h + 2 * pad - w[2] + 1, wd + 2 * pad - w[3] + 1
+    f32 = np.dtype(np.float32)
+    return Geom(n, c, h, wd, m, cg, w[2], w[3], g, 1, 1, pad, pad, 1, 1, oh, ow, f32, f32)
+
+
+def efficiency(variant: str, profile: Any) -> float:
+    """measured / analytic for ``variant`` at its calibration shape (1.0 when not measured)."""
+    extra = getattr(profile, "extra", None) or {}
+    for name, var, x, w, pad in CALIBRATION:
+        if var != variant:
+            continue
+        measured = extra.get(f"conv.{name}.{var}")
+        if not measured:
+            return 1.0
+        est = analytic_seconds(calibration_geom(x, w, pad), var, profile)
+        return float(min(max(measured / max(est, 1e-12), 0.05), 20.0))
+    return 1.0

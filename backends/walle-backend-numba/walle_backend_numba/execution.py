@@ -77,8 +77,9 @@ def plan_elementwise(prim: Elementwise, ins: Sequence[TensorSpec | None],
 
 
 def plan_step(prim: Primitive, ins: Sequence[TensorSpec | None],
-              outs: Sequence[TensorSpec]) -> Run | None:
-    """The kernel-backed runner for this step, or None to use numpy."""
+              outs: Sequence[TensorSpec], variant: str | None = None) -> Run | None:
+    """The kernel-backed runner for this step (``variant``: the algorithm's name, None for the
+    default), or None to use numpy."""
     if isinstance(prim, Raster):
         return plan_raster(prim, ins, outs[0])
     if isinstance(prim, Elementwise):
@@ -95,17 +96,17 @@ def plan_step(prim: Primitive, ins: Sequence[TensorSpec | None],
         if len(ins) < 2 or ins[0] is None or ins[1] is None:
             return None
         bias = ins[2] if len(ins) > 2 else None
-        cv = conv.plan(prim.attrs, ins[0], ins[1], bias, outs[0])
+        cv = conv.plan(prim.attrs, ins[0], ins[1], bias, outs[0], variant)
         return None if cv is None else (
             lambda i, o: cv(i[0], i[1], i[2] if len(i) > 2 else None, o[0]))
     return None
 
 
 def compile_step(step: Step, ins: Sequence[TensorSpec | None],
-                 outs: Sequence[TensorSpec]) -> tuple[Run, bool]:
+                 outs: Sequence[TensorSpec], variant: str | None = None) -> tuple[Run, bool]:
     """(runner, uses_numba) for ``step``; errors name the primitive and its origin node."""
     prim, origin = step.prim, step.origin
-    fast = plan_step(prim, ins, outs)
+    fast = plan_step(prim, ins, outs, variant)
 
     def fallback(i: list[Any], o: list[Any]) -> None:
         with np.errstate(all="ignore"):

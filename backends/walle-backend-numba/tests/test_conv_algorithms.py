@@ -1,0 +1,144 @@
+"""Every Conv algorithm the backend offers the search matches the reference, and its costs
+rank the variants the way they measure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from walle_backend_numba.checking import ENGINE, spec
+
+pytestmark = pytest.mark.skipif(not ENGINE, reason="the tensor engine is not in this core")
+RNG = np.random.default_rng(3)
+
+# x shape, w shape, attrs (odd sizes, asymmetric padding, strides, groups, dilation)
+SHAPES = [
+    ((1, 5, 7, 9), (6, 5, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 3, 10, 11), (4, 3, 3, 3), {"pads": [0, 1, 2, 0]}),
+    ((1, 8, 13, 6), (7, 8, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 4, 5, 5), (3, 4, 3, 3), {}),
+    ((1, 6, 9, 9), (6, 3, 3, 3), {"group": 2, "strides": [2, 1], "pads": [1, 0, 1, 0]}),
+    ((2, 6, 11, 7), (6, 1, 3, 3), {"group": 6, "pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    ((1, 5, 8, 8), (5, 1, 5, 5), {"group": 5, "pads": [2, 2, 2, 2], "dilations": [2, 1]}),
+    ((1, 16, 6, 5), (24, 16, 1, 1), {}),
+    ((1, 4, 8, 8), (6, 4, 3, 3), {"dilations": [2, 2], "auto_pad": "SAME_UPPER"}),
+]
+
+
+def _out_shape(xs: tuple[int, ...], ws: tuple[int, ...], attrs: dict[str, Any]) -> tuple[int, ...]:
+    from walle_backend_numba.conv import pads_2d
+
+    s = attrs.get("strides", [1, 1])
+    d = attrs.get("dilations", [1, 1])
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    if "auto_pad" in attrs:
+        return (xs[0], ws[0], -(-xs[2] // s[0]), -(-xs[3] // s[1]))
+    assert pads_2d(attrs, xs[2:], ws[2:], s, d) is not None  # type: ignore[arg-type]
+    oh = (xs[2] + pads[0] + pads[2] - d[0] * (ws[2] - 1) - 1) // s[0] + 1
+    ow = (xs[3] + pads[1] + pads[3] - d[1] * (ws[3] - 1) - 1) // s[1] + 1
+    return (xs[0], ws[0], oh, ow)
+
+
+def _run(backend: Any, prim: Any, ins: list[np.ndarray], out_shape: tuple[int, ...],
+         algorithm: Any = None, const: bool = True) -> np.ndarray:
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import Step, TensorSpec
+
+    out_spec = TensorSpec(out_shape, from_numpy(ins[0].dtype))
+    step = Step(prim, list(range(len(ins))), [len(ins)], "test")
+    fn = backend.compile(step, [spec(a) for a in ins], [out_spec], algorithm)
+    out = np.full(out_shape, 7, ins[0].dtype)
+    bufs = [backend.constant(a) if const else a.copy() for a in ins]
+    fn(bufs, [out])
+    if not const:  # weights computed at run time: changing them must change the result
+        bufs[1] *= 2
+        fn(bufs, [out])
+    return out
+
+
+@pytest.mark.parametrize("xs,ws,attrs", SHAPES)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_every_variant_matches_reference(xs: tuple[int, ...], ws: tuple[int, ...],
+                                         attrs: dict[str, Any], with_bias: bool) -> None:
+    from walle_backend_numba import NumbaBackend
+
+    from walle_core.backend import Algorithm
+    from walle_core.ir.primitives import Kernel, Step
+    from walle_core.reference_backend import ReferenceBackend
+    from walle_core.search.profile import CostProfile
+
+    x, w = RNG.standard_normal(xs).astype(np.float32), RNG.standard_normal(ws).astype(np.float32)
+    ins = [x, w] + ([RNG.standard_normal(ws[0]).astype(np.float32)] if with_bias else [])
+    prim = Kernel("Conv", "", dict(attrs, kernel_shape=list(ws[2:])), 17)
+    out = _out_shape(xs, ws, attrs)
+    numba_backend = NumbaBackend(threads=2)
+    want = _run(ReferenceBackend(), prim, ins, out)
+    want2 = _run(ReferenceBackend(), prim, [x, w * 2, *ins[2:]], out)
+    step = Step(prim, list(range(len(ins))), [len(ins)], "test")
+    offered = numba_backend.algorithms(step, [spec(a) for a in ins],
+                                       [spec(np.empty(out, np.float32))], CostProfile("numba", "k"))
+    names = [a.name for a in offered]
+    assert names and all(a.cost > 0 for a in offered)
+    if ws[2:] == (3, 3) and attrs.get("group", 1) == 1 and "strides" not in attrs \
+            and "dilations" not in attrs:
+        assert {"im2col", "winograd2", "winograd4"} <= set(names)
+    for name in names:
+        tol = 1e-3 if name == "winograd4" else 1e-4
+        got = _run(numba_backend, prim, ins, out, Algorithm(name, 0.0))
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=name)
+        got = _run(numba_backend, prim, ins, out, Algorithm(name, 0.0), const=False)
+        np.testing.assert_allclose(got, want2, rtol=tol, atol=2 * tol, err_msg=name)
+
+
+def test_float16_conv_computes_in_float32() -> None:
+    from walle_backend_numba import NumbaBackend
+
+    from walle_core.ir.primitives import Kernel
+
+    x = RNG.random((2, 4, 11)).astype(np.float16)[..., None]
+    w = RNG.random((4, 1, 4, 1)).astype(np.float16)
+    prim = Kernel("Conv", "", {"group": 4, "kernel_shape": [4, 1]}, 17)
+    got = _run(NumbaBackend(threads=2), prim, [x, w], (2, 4, 8, 1))
+    exact = sum(x[:, :, i:i + 8].astype(np.float64) * w[None, :, 0, i, 0, None, None]
+                for i in range(4))
+    np.testing.assert_array_equal(got, exact.astype(np.float16))
+
+
+def test_unknown_algorithm_is_refused() -> None:
+    from walle_backend_numba import NumbaBackend
+
+    from walle_core.backend import Algorithm
+    from walle_core.ir.primitives import Kernel
+
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((2, 2, 1, 1), np.float32)
+    prim = Kernel("Conv", "", {"kernel_shape": [1, 1]}, 17)
+    with pytest.raises(ValueError, match="winograd2"):
+        _run(NumbaBackend(threads=2), prim, [x, w], (1, 2, 5, 5), Algorithm("winograd2", 0.0))
+
+
+def test_costs_rank_3x3_variants_like_measurements() -> None:
+    """Loose: with a calibrated profile, the variant the costs call cheapest is never much
+    slower than the one that measures fastest."""
+    from walle_backend_numba import NumbaBackend
+
+    from walle_core.backend import Algorithm
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import Kernel, Step, TensorSpec
+    from walle_core.search.profile import _Bench, calibrate
+
+    backend = NumbaBackend(threads=1)
+    profile = calibrate(backend)
+    assert {"conv.conv3x3.im2col", "conv.conv3x3.winograd2"} <= set(profile.extra)
+    f32 = from_numpy(np.float32)
+    prim = Kernel("Conv", "", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, 13)
+    ins: list[TensorSpec | None] = [TensorSpec((1, 48, 20, 20), f32),
+                                    TensorSpec((48, 48, 3, 3), f32), None]
+    outs = [TensorSpec((1, 48, 20, 20), f32)]
+    offered = backend.algorithms(Step(prim, [0, 1, -1], [3]), ins, outs, profile)
+    assert len(offered) > 1
+    bench = _Bench(backend)
+    measured = {a.name: min(bench.time(prim, ins, outs, Algorithm(a.name, 0.0))
+                            for _ in range(3)) for a in offered}
+    cheapest = min(offered, key=lambda a: a.cost).name
+    assert measured[cheapest] <= 2.5 * min(measured.values()), (offered, measured)

@@ -1,0 +1,81 @@
+"""What the numba backend offers the semi-auto search: algorithms per step, with their costs.
+
+Conv offers every variant that can run the shape (``conv.Geom.variants``): pointwise GEMM,
+depthwise direct, im2col + GEMM, Winograd F(2x2,3x3) and F(4x4,3x3). Each is costed by a
+roofline over the profile's measured rates (``conv.analytic_seconds``) times that variant's
+efficiency, measured once per machine by :func:`calibrate_extra` on a representative shape
+(``measured / analytic`` there), so the model keeps the analytic scaling with shape while the
+constant factors are this machine's. Everything else is one ``default`` algorithm costed by
+the core's analytic model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from walle_core.backend import Algorithm, StepTimer
+from walle_core.ir.dtypes import from_numpy
+from walle_core.ir.primitives import Kernel, Step, TensorSpec
+
+#: Bumped when kernels change enough that cached calibrations are stale.
+KERNELS_VERSION = 2
+
+CONV_NOTES = {
+    "pointwise": "1x1 conv as GEMM on NCHW",
+    "depthwise": "direct depthwise loop",
+    "im2col": "im2col + BLAS GEMM",
+    "winograd2": "Winograd F(2x2,3x3): 16 GEMMs on transformed tiles",
+    "winograd4": "Winograd F(4x4,3x3): 36 GEMMs on transformed tiles",
+}
+
+
+def conv_algorithms(step: Step, inputs: Sequence[TensorSpec | None],
+                    outputs: Sequence[TensorSpec], profile: Any) -> list[Algorithm] | None:
+    from walle_backend_numba import conv
+
+    prim = step.prim
+    if len(inputs) < 2 or inputs[0] is None or inputs[1] is None:
+        return None
+    bias = inputs[2] if len(inputs) > 2 else None
+    geo = conv.geometry_nd(prim.attrs, inputs[0], inputs[1], bias, outputs[0])  # type: ignore[attr-defined]
+    if geo is None:
+        return None
+    result = []
+    for variant in geo.variants():
+        est = conv.analytic_seconds(geo, variant, profile)
+        eff = conv.efficiency(variant, profile)
+        result.append(Algorithm(variant, est * eff, note=f"{CONV_NOTES[variant]} "
+                                f"(roofline {est * 1e6:.1f} us x measured efficiency {eff:.2f})"))
+    return result
+
+
+def algorithms(step: Step, inputs: Sequence[TensorSpec | None], outputs: Sequence[TensorSpec],
+               profile: Any) -> list[Algorithm]:
+    prim = step.prim
+    if isinstance(prim, Kernel) and (prim.domain, prim.op_type) == ("", "Conv"):
+        offered = conv_algorithms(step, inputs, outputs, profile)
+        if offered:
+            return offered
+        # shapes/dtypes no numba variant covers run the reference numpy kernel: slower
+        return [Algorithm("default", profile.estimate(step, inputs, outputs) * 4,
+                          note="reference numpy Conv kernel")]
+    return [Algorithm("default", profile.estimate(step, inputs, outputs))]
+
+
+def calibrate_extra(time_step: StepTimer) -> dict[str, float]:
+    """Time each Conv variant once at its representative shape (about 0.3 s, warm JIT cache)."""
+    import numpy as np
+
+    from walle_backend_numba import conv
+
+    f32 = from_numpy(np.float32)
+    out: dict[str, float] = {}
+    for name, variant, x, w, pad in conv.CALIBRATION:
+        geo = conv.calibration_geom(x, w, pad)
+        prim = Kernel("Conv", "", {"kernel_shape": list(w[2:]), "pads": [pad] * 4,
+                                   "group": geo.g}, 13)
+        ins: list[TensorSpec | None] = [TensorSpec(x, f32), TensorSpec(w, f32), None]
+        outs = [TensorSpec((geo.n, geo.m, geo.oh, geo.ow), f32)]
+        out[f"conv.{name}.{variant}"] = time_step(prim, ins, outs, Algorithm(variant, 0.0))
+    return out
