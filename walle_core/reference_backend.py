@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,14 +34,19 @@ from walle_core.plugin import PLUGIN_API_VERSION
 from walle_core.runtime import numpy_kernels as nk
 
 
-def reference_native_ops() -> set[tuple[str, str]]:
-    """Composite ``(domain, op_type)`` that the numpy kernels of :mod:`walle_core.reference_ops`
-    run; every backend may offer them as host kernels (domain ``ai.onnx`` spelt ``""``)."""
+@lru_cache(maxsize=1)
+def _native_ops() -> frozenset[tuple[str, str]]:
     try:
         from walle_core.reference_ops import supported_ops
     except ImportError:
-        return set()
-    return {("" if d == "ai.onnx" else d, op) for d, op in supported_ops()}
+        return frozenset()
+    return frozenset(("" if d == "ai.onnx" else d, op) for d, op in supported_ops())
+
+
+def reference_native_ops() -> set[tuple[str, str]]:
+    """Composite ``(domain, op_type)`` that the numpy kernels of :mod:`walle_core.reference_ops`
+    run; every backend may offer them as host kernels (domain ``ai.onnx`` spelt ``""``)."""
+    return set(_native_ops())
 
 
 class ReferenceBackend(ExecutionBackend):

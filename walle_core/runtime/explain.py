@@ -89,7 +89,8 @@ def explain_session(session: Any, dims: dict[str, int] | None = None,
         "backend": session.backend.name,
         "candidates": [b.name for b in session.backends],
         "fallback": [b.name for b in session.fallback],
-        "ops_before": dict(graph.op_histogram().most_common()),
+        "ops_before": dict(session.source_graph.op_histogram().most_common()),
+        **session.graph_stats,
     }
     if session.notes:
         report["backend_notes"] = list(session.notes)
