@@ -97,17 +97,32 @@ def test_same_with_variable_bindings(seed: int) -> None:
     _same(10_000 + seed, bind=True)
 
 
-def _same(seed: int, bind: bool) -> None:
+@pytest.mark.parametrize("seed", range(0, 150, 3))
+def test_pure_python_path_too(seed: int) -> None:
+    """With an accelerator installed the cases above run it; the Python method must agree too."""
+    _same(seed, bind=False, accel=False)
+    _same(10_000 + seed % 60, bind=True, accel=False)
+
+
+def test_accelerator_is_used_when_installed() -> None:
+    from walle_core.stream.triggers import accelerator
+
+    engine = TriggerEngine({"t": Trigger("a ** b")})
+    assert engine.accelerated == (accelerator() is not None)
+    assert not TriggerEngine({"t": Trigger("a")}, accel=False).accelerated
+
+
+def _same(seed: int, bind: bool, accel: bool = True) -> None:
     rng = random.Random(seed)
     tasks = _tasks(rng, rng.randint(1, 8), bind)
-    new, ref = TriggerEngine(tasks), ReferenceEngine(tasks)
+    new, ref = TriggerEngine(tasks, accel), ReferenceEngine(tasks)
     events = _events(rng, 400, bind)
     restore_at, replace_at = rng.randrange(400), rng.randrange(400)
     for i, event in enumerate(events):
         if i == restore_at:  # a checkpoint taken and resumed in fresh engines
             snap = _roundtrip(new.snapshot())
             assert snap == _roundtrip(ref.snapshot())
-            new, ref = TriggerEngine(tasks), ReferenceEngine(tasks)
+            new, ref = TriggerEngine(tasks, accel), ReferenceEngine(tasks)
             new.restore(snap)
             ref.restore(_roundtrip(snap))
         if i == replace_at:  # keep some tasks, drop some, add some
@@ -124,13 +139,14 @@ def _same(seed: int, bind: bool) -> None:
     assert new.fired == ref.fired
 
 
-def test_bench_mixes_agree() -> None:
+@pytest.mark.parametrize("accel", [True, False])
+def test_bench_mixes_agree(accel: bool) -> None:
     from walle_core.stream.bench import MIXES, bench_events
 
     events = bench_events(80, 10, seed=1)
     for make in MIXES.values():
         tasks = make(100, 0)
-        new, ref = TriggerEngine(tasks), ReferenceEngine(tasks)
+        new, ref = TriggerEngine(tasks, accel), ReferenceEngine(tasks)
         for event in events:
             assert _view(new.advance(event)) == _view(ref.advance(event))
         assert new.fired == ref.fired and new.fired > 0

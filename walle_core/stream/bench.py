@@ -6,7 +6,9 @@ thread's CPU time (``time.thread_time``), so a shared machine's other load does 
 Three figures, each the median of ``repeat`` runs on a fresh engine:
 
 * ``loop``: a bare ``for`` over the events calling a no-op: CPython's floor for this loop;
-* ``trie``: :meth:`TriggerEngine.advance` with every task's trigger loaded;
+* ``trie``: :meth:`TriggerEngine.advance` with every task's trigger loaded (the compiled
+  accelerator's when one is installed, see ``accelerated``; ``python_trie`` is then the pure-Python
+  method on the same events);
 * ``previous``: the same for :class:`~walle_core.stream.reference.ReferenceEngine`, the engine
   before the hot-path tuning, on the same events in the same process (the honest "before");
 * ``runtime``: validation + trie + task handlers + feature insert into SQLite (in-memory file),
@@ -161,12 +163,17 @@ def run_bench(tasks: int = 100, users: int = 2000, minutes: float = 20.0, repeat
         events = bench_events(users, minutes, seed)
     triggers = MIXES[mix](tasks, seed)
     loop, trie, previous, runtime, p50, p99, fired = [], [], [], [], [], [], 0
+    python: list[float] = []
+    accelerated = TriggerEngine({}).accelerated
     for _ in range(repeat):
         loop.append(len(events) / _timed(_noop, events))
         previous.append(len(events) / _timed(ReferenceEngine(triggers).advance, events))
         engine = TriggerEngine(triggers)
         trie.append(len(events) / _timed(engine.advance, events))
         fired = engine.fired
+        if accelerated:
+            python.append(len(events) / _timed(TriggerEngine(triggers, accel=False).advance,
+                                               events))
         stream_tasks = [StreamTask(name, trigger, on_match=_ipv) for name, trigger in
                         triggers.items()]
         rt = StreamRuntime(stream_tasks, checkpoint_every=50_000, measure_bytes=False)
@@ -181,6 +188,8 @@ def run_bench(tasks: int = 100, users: int = 2000, minutes: float = 20.0, repeat
         "loop_events_per_s": statistics.median(loop),
         "trie_events_per_s": statistics.median(trie),
         "trie_events_per_s_all": [round(x) for x in trie],
+        "accelerated": accelerated,
+        "python_trie_events_per_s": statistics.median(python) if python else None,
         "previous_trie_events_per_s": statistics.median(previous),
         "runtime_events_per_s": statistics.median(runtime),
         "latency_p50_ms": statistics.median(p50), "latency_p99_ms": statistics.median(p99),

@@ -59,7 +59,7 @@ class Node:
     """One trie node; ``path`` is its stable identity across recompiles."""
 
     __slots__ = ("path", "gap", "wake", "edges", "trans", "tasks", "max_within", "closure",
-                 "children", "gap_slots", "dup_ends", "env", "trie")
+                 "children", "gap_slots", "dup_ends", "env", "trie", "ends")
 
     def __init__(self, path: str, gap: bool = False, trie: TriggerTrie | None = None,
                  env: Env = ()) -> None:
@@ -76,6 +76,8 @@ class Node:
         self.children: dict[str, Node] = {}
         self.gap_slots: tuple[tuple[Node, str | None], ...] = ()  # closure with each wake id
         self.dup_ends = False  # a task ending here also ends elsewhere (may fire twice at once)
+        # ``tasks`` flattened for compiled engines: (task, within_ms, has negation, end)
+        self.ends: tuple[tuple[str, float, bool, TaskEnd], ...] = ()
 
     def transition(self, cls: EventClass) -> tuple[Edge, ...]:
         """Edges an event of class ``cls`` takes from here (residual predicates still to check)."""
@@ -186,6 +188,8 @@ class TriggerTrie:
         ends: dict[str, int] = {}
         for node in self.nodes.values():
             node.gap_slots = tuple((gap, gap.wake) for gap in node.closure)
+            node.ends = tuple((end.task, float(end.within_ms), end.negation is not None, end)
+                              for end in node.tasks)
             for end in node.tasks:
                 ends[end.task] = ends.get(end.task, 0) + 1
         for node in self.nodes.values():
@@ -208,6 +212,7 @@ class TriggerTrie:
             found.wake = node.wake
             found.edges = node.edges
             found.tasks = node.tasks
+            found.ends = node.ends
             found.max_within = node.max_within
             found.dup_ends = bool(node.tasks)  # two bindings may end one task on one event
             found.children = node.children

@@ -43,6 +43,32 @@ from walle_core.stream.trie import EventClass, Node, Start, TaskEnd, TriggerTrie
 
 _TRIM_AT = 512  # buffer length beyond which a key's buffer is trimmed to its oldest live start
 Cursors = dict[Node, Start]
+ACCEL_GROUP = "walle.stream_accel"  # entry points: ``make_advance(engine) -> advance(event)``
+_accel_cache: list[Any] = []
+
+
+def accelerator() -> Any | None:
+    """The installed ``walle.stream_accel`` accelerator's ``make_advance``, or ``None``.
+
+    ``WALLE_STREAM_ACCEL=0`` turns it off. A plugin that fails to load is ignored (the pure-Python
+    engine runs), so a broken build never stops the runtime.
+    """
+    import os
+
+    if os.environ.get("WALLE_STREAM_ACCEL", "1") in ("0", "off", "no", "false"):
+        return None
+    if not _accel_cache:
+        from importlib.metadata import entry_points
+
+        found = None
+        for entry in sorted(entry_points(group=ACCEL_GROUP), key=lambda e: e.name):
+            try:
+                found = entry.load()
+                break
+            except Exception:  # noqa: BLE001 - a broken plugin means: run the Python engine
+                continue
+        _accel_cache.append(found)
+    return _accel_cache[0]
 
 
 class Match:
@@ -114,15 +140,28 @@ class KeyState:
 
 
 class TriggerEngine:
-    """Advances every key's cursors through one :class:`TriggerTrie`."""
+    """Advances every key's cursors through one :class:`TriggerTrie`.
 
-    def __init__(self, triggers: dict[str, Trigger]) -> None:
+    With an accelerator installed (``walle.stream_accel``, e.g. ``walle-stream-accel``) and
+    ``accel`` left on, ``advance`` is its compiled version of the method below, working on the
+    same state; the method stays the fallback (``accel=False`` or ``WALLE_STREAM_ACCEL=0``).
+    """
+
+    def __init__(self, triggers: dict[str, Trigger], accel: bool = True) -> None:
         self.keys: dict[str, KeyState] = {}
         self.watermark = 0
         self.fired = 0
         self._heap: list[tuple[int, int, str, _Pending]] = []
         self._counter = itertools.count()
         self._set_trie(TriggerTrie.compile(triggers))
+        make = accelerator() if accel else None
+        self.accelerated = False
+        if make is not None:
+            try:
+                self.advance = make(self)  # type: ignore[method-assign]
+                self.accelerated = True
+            except Exception:  # noqa: BLE001 - e.g. an accelerator built for another layout
+                pass
 
     def _set_trie(self, trie: TriggerTrie) -> None:
         self.trie = trie
