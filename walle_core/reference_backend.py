@@ -11,11 +11,18 @@ from __future__ import annotations
 import platform
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from walle_core.backend import Algorithm, Availability, CompiledStep, Device, ExecutionBackend
+from walle_core.backend import (
+    Algorithm,
+    Availability,
+    CompiledStep,
+    Device,
+    ExecutionBackend,
+    StepTimer,
+)
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import (
     Cast,
@@ -32,6 +39,9 @@ from walle_core.ir.primitives import (
 )
 from walle_core.plugin import PLUGIN_API_VERSION
 from walle_core.runtime import numpy_kernels as nk
+
+if TYPE_CHECKING:
+    from walle_core.search.profile import CostProfile
 
 
 @lru_cache(maxsize=1)
@@ -73,6 +83,32 @@ class ReferenceBackend(ExecutionBackend):
 
     def native_ops(self) -> set[tuple[str, str]]:
         return reference_native_ops()
+
+    def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
+                   outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
+        """The analytic estimate, plus for Conv the numpy kernel's real shape: one einsum per
+        (group, kernel position), each with a fixed Python cost measured at calibration."""
+        cost = profile.estimate(step, inputs, outputs)
+        prim = step.prim
+        if isinstance(prim, Kernel) and prim.op_type in ("Conv", "ConvInteger") and \
+                len(inputs) > 1 and inputs[1] is not None:
+            positions = 1
+            for k in inputs[1].shape[2:]:
+                positions *= k
+            iters = int(prim.attrs.get("group", 1)) * positions
+            cost += iters * profile.extra.get("conv_iteration_s", 1e-5)
+            return [Algorithm("numpy", cost, note=f"{iters} einsum calls")]
+        return [Algorithm("numpy", cost)]
+
+    def calibrate_extra(self, time_step: StepTimer) -> dict[str, float]:
+        from walle_core.ir.dtypes import from_numpy
+
+        f32 = from_numpy(np.float32)
+        c = 32
+        dw = Kernel("Conv", "", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "group": c}, 13)
+        t = time_step(dw, [TensorSpec((1, c, 14, 14), f32), TensorSpec((c, 1, 3, 3), f32), None],
+                      [TensorSpec((1, c, 14, 14), f32)], None)
+        return {"conv_iteration_s": t / (c * 9)}
 
     def allocate(self, nbytes: int) -> np.ndarray:
         return np.empty(max(nbytes, 1), dtype=np.uint8)

@@ -221,3 +221,27 @@ def test_unknown_backend_in_a_list_is_a_clear_error() -> None:
 
     with pytest.raises(BackendError, match="no backend named 'nope'"):
         Session(mlp(), backend="reference,nope")
+
+
+def test_close_calls_are_measured_once_per_machine(tmp_path: Path) -> None:
+    from walle_core.search.measure import Measurements
+
+    program = planned(mlp(hidden=512))
+    host, dev = ReferenceBackend(), FakeDevice()
+    profs = profiles(1e12)
+    profs["fakedev"] = CostProfile("fakedev", "d2", **{  # the same rates: every call is close
+        k: v for k, v in profs["reference"].to_json().items()
+        if k not in ("version", "backend", "key")})
+    first = Measurements(tmp_path / "m.json", min_seconds=0.0)
+    placement = search(program.steps, program.slots, list(program.inputs.values()),
+                       [s for _, s in program.outputs], program.builder.consts, program.aliases,
+                       [host, dev], profs, measure=first)
+    assert first.measured >= 2  # both sides of at least one step
+    measured = [a for opts in placement.candidates for _, a in opts
+                if a.note.startswith("measured")]
+    assert measured and all(a.cost > 0 for a in measured)
+    again = Measurements(tmp_path / "m.json", min_seconds=0.0)
+    search(program.steps, program.slots, list(program.inputs.values()),
+           [s for _, s in program.outputs], program.builder.consts, program.aliases,
+           [host, dev], profs, measure=again)
+    assert again.measured == 0 and again.reused == first.measured

@@ -134,6 +134,7 @@ def search_report(exe: Any, plan_seconds: float) -> dict[str, Any]:
         "transfers": exe.transfers,
         "estimated_ms": round(placement.estimated_seconds * 1e3, 3),
         "estimated_transfer_ms": round(placement.transfer_seconds * 1e3, 3),
+        "notes": list(placement.notes),
     }
 
 

@@ -93,13 +93,15 @@ class Session:
 
     def _search(self, program: Program) -> Placement:
         from walle_core.search import search
+        from walle_core.search.measure import Measurements, shared
         from walle_core.search.profile import get_profile
 
         everyone = self.backends + self.fallback
         profiles = {b.name: get_profile(b) for b in everyone}
         return search(program.steps, program.slots, list(program.inputs.values()),
                       [s for _, s in program.outputs], program.builder.consts, program.aliases,
-                      self.backends, profiles, self.fallback)
+                      self.backends, profiles, self.fallback,
+                      shared() if Measurements.enabled() else None)
 
     def plan_for(self, specs: dict[str, TensorSpec]) -> Program | None:
         """The planned program for these input specs (None when planned eagerly)."""

@@ -31,6 +31,7 @@ from typing import Any
 from walle_core.backend import Algorithm, ExecutionBackend
 from walle_core.ir.errors import WalleError
 from walle_core.ir.primitives import Step, TensorSpec
+from walle_core.search.measure import Measurements
 from walle_core.search.mincut import MinCut
 from walle_core.search.profile import CostProfile
 
@@ -68,11 +69,13 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
            outputs: Sequence[int], consts: set[int] | dict[int, object],
            aliases: dict[int, int], backends: Sequence[ExecutionBackend],
            profiles: dict[str, CostProfile],
-           fallback: Sequence[ExecutionBackend] = ()) -> Placement:
+           fallback: Sequence[ExecutionBackend] = (),
+           measure: Measurements | None = None) -> Placement:
     """Least-cost placement of ``steps`` over ``backends``.
 
     ``fallback`` backends are candidates only for steps none of ``backends`` supports (the
-    reference backend behind an explicitly chosen one).
+    reference backend behind an explicitly chosen one). With ``measure``, close calls between
+    candidates are timed once per machine (see :mod:`.measure`).
     """
     t0 = time.perf_counter()
     n = len(steps)
@@ -88,6 +91,9 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
             raise SearchError(f"no backend supports {step.prim.kind} from {step.origin!r} "
                               f"(tried {names})")
         candidates.append(options)
+    measured_before = (measure.measured, measure.reused) if measure is not None else (0, 0)
+    if measure is not None:
+        measure.refine(steps, slots, candidates)
 
     # cheapest candidate per domain, per step
     domains = sorted({b.memory_domain for opts in candidates for b, _ in opts},
@@ -124,11 +130,16 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
         method = f"local search over {len(domains)} memory domains"
     chosen = [best[i][labels[i]] for i in range(n)]
     total_transfer, count = graph.transfer_total(labels, transfer_cost)
+    notes = []
+    if measure is not None:
+        notes.append(f"{measure.measured - measured_before[0]} close calls measured now, "
+                     f"{measure.reused - measured_before[1]} from the per-machine cache")
     return Placement(
         primary=(*backends, *fallback)[0], backends=[b for b, _ in chosen],
         algorithms=[a for _, a in chosen],
         candidates=[[(b.name, a) for b, a in opts] for opts in candidates], method=method,
-        seconds=time.perf_counter() - t0, transfer_seconds=total_transfer, transfers=count)
+        seconds=time.perf_counter() - t0, transfer_seconds=total_transfer, transfers=count,
+        notes=notes)
 
 
 def single_backend_placement(program: Any, backend: ExecutionBackend) -> Placement:

@@ -1,0 +1,159 @@
+"""Measured costs for close calls: the "measured where cheap" half of the search.
+
+The analytic model ranks candidates well when they differ a lot and poorly when two backends'
+kernels are within a small factor of each other (a numpy Conv against a numba one, two work-group
+sizes). For steps that matter (estimated above ``min_seconds``) and whose best candidates are
+within ``ratio`` of each other, each close candidate is compiled and timed once on random data
+of the step's real shapes, through the backend contract. Results are cached per machine beside
+the calibration profiles (``$WALLE_CACHE_DIR/calibration/measured.json``) under a key of the
+backend's calibration key, the algorithm and the step's primitive and shapes, so a second
+session (or process) with the same shapes measures nothing.
+
+A time budget bounds the first session on a new machine; what is not measured keeps its
+estimate and is measured by a later session. ``WALLE_SEARCH_MEASURE=0`` turns measuring off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from walle_core.ir.primitives import Kernel, Step, TensorSpec
+from walle_core.search.profile import _Bench, cache_dir
+
+if TYPE_CHECKING:
+    from walle_core.backend import Algorithm, ExecutionBackend
+
+FLOAT_KINDS = {"float32", "float64", "float16"}
+
+
+class Measurements:
+    """A persistent table of measured step times, shared by all backends on this machine."""
+
+    def __init__(self, path: Path | None = None, budget_s: float = 1.0, ratio: float = 4.0,
+                 min_seconds: float = 20e-6) -> None:
+        self.path = path or cache_dir() / "measured.json"
+        self.budget_s = budget_s
+        self.ratio = ratio
+        self.min_seconds = min_seconds
+        self._table: dict[str, float] | None = None  # read on the first close call
+        self.dirty = False
+        self.measured = 0  # measurements taken by this instance
+        self.reused = 0
+        self.lock = threading.Lock()
+
+    @property
+    def table(self) -> dict[str, float]:
+        if self._table is None:
+            self._table = {}
+            try:
+                data = json.loads(self.path.read_text())
+                if isinstance(data, dict):
+                    self._table = {k: float(v) for k, v in data.items()}
+            except (OSError, ValueError):
+                pass
+        return self._table
+
+    @staticmethod
+    def enabled() -> bool:
+        return os.environ.get("WALLE_SEARCH_MEASURE", "1") not in ("0", "false", "no")
+
+    def key(self, backend: ExecutionBackend, alg: Algorithm, step: Step,
+            ins: Sequence[TensorSpec | None], outs: Sequence[TensorSpec]) -> str:
+        prim = step.prim
+        what = repr(prim)
+        if isinstance(prim, Kernel):  # attrs are excluded from a Kernel's repr
+            what += repr(sorted(prim.attrs.items()))
+        shapes = [(s.shape, s.dtype.name) if s is not None else None for s in (*ins, *outs)]
+        raw = f"{backend.calibration_key()}|{alg.name}|{alg.params}|{what}|{shapes}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+    def refine(self, steps: Sequence[Step], slots: Sequence[TensorSpec],
+               candidates: list[list[tuple[ExecutionBackend, Algorithm]]]) -> None:
+        """Replace estimates by measurements for close calls, in place (most expensive first)."""
+        with self.lock:
+            self._refine(steps, slots, candidates)
+
+    def _refine(self, steps: Sequence[Step], slots: Sequence[TensorSpec],
+                candidates: list[list[tuple[ExecutionBackend, Algorithm]]]) -> None:
+        start = time.perf_counter()
+        order = sorted(range(len(steps)), key=lambda i: -min(a.cost for _, a in candidates[i]))
+        for i in order:
+            opts = candidates[i]
+            if len(opts) < 2:
+                continue
+            best = min(a.cost for _, a in opts)
+            if best < self.min_seconds:
+                break  # the rest are cheaper still
+            step = steps[i]
+            ins = [slots[s] if s >= 0 else None for s in step.inputs]
+            outs = [slots[s] for s in step.outputs]
+            if not all(s is None or s.dtype.name in FLOAT_KINDS for s in (*ins, *outs)):
+                continue  # random data is not a valid input for index-like tensors
+            close = [k for k, (_, a) in enumerate(opts) if a.cost <= best * self.ratio]
+            if len(close) < 2:
+                continue
+            for k in close:
+                backend, alg = opts[k]
+                key = self.key(backend, alg, step, ins, outs)
+                seconds = self.table.get(key)
+                if seconds is None:
+                    if time.perf_counter() - start > self.budget_s:
+                        continue
+                    seconds = self._time(backend, alg, step, ins, outs)
+                    if seconds is None:
+                        continue
+                    self.table[key] = seconds
+                    self.dirty = True
+                    self.measured += 1
+                else:
+                    self.reused += 1
+                opts[k] = (backend, replace(alg, cost=seconds, note=(
+                    f"measured {seconds * 1e6:.1f} us (estimate {alg.cost * 1e6:.1f} us)"
+                    + (f"; {alg.note}" if alg.note else ""))))
+        self.save()
+
+    def _time(self, backend: ExecutionBackend, alg: Algorithm, step: Step,
+              ins: Sequence[TensorSpec | None], outs: Sequence[TensorSpec]) -> float | None:
+        try:
+            return _Bench(backend).time(step.prim, ins, outs, alg, budget_s=0.02, max_runs=10)
+        except Exception:  # a kernel that cannot run on random data keeps its estimate
+            return None
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            merged: dict[str, Any] = {}
+            try:  # another process may have added entries meanwhile
+                merged = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                pass
+            merged.update(self.table)
+            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(merged))
+            os.replace(tmp, self.path)
+            self.dirty = False
+        except OSError:
+            pass
+
+
+_SHARED: dict[str, Measurements] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared() -> Measurements:
+    """The process-wide table for the current cache folder (one file read per process)."""
+    path = cache_dir() / "measured.json"
+    with _SHARED_LOCK:
+        if str(path) not in _SHARED:
+            _SHARED[str(path)] = Measurements(path)
+        return _SHARED[str(path)]
