@@ -35,6 +35,12 @@ __all__ = ["NumbaBackend"]
 # the OpenMP runtime loads, i.e. before the first parallel kernel runs.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+#: Composite ops with numba kernels (nnops.NATIVE plus Conv), and those run natively rather
+#: than decomposed (kept here so that listing backends does not import numba).
+NUMBA_NATIVE = frozenset({"Conv", "MaxPool", "AveragePool", "GlobalAveragePool",
+                          "GlobalMaxPool", "Softmax", "LogSoftmax", "LayerNormalization"})
+PREFERRED_NATIVE = NUMBA_NATIVE
+
 _SIMD_FLAGS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "neon", "sve")
 
 
@@ -100,15 +106,18 @@ class NumbaBackend(_Base):
         self.fallback_steps = 0
 
     def native_ops(self) -> set[tuple[str, str]]:
-        """numba kernels for Conv; every other composite op runs the reference numpy kernel."""
+        """numba kernels for Conv, pooling, softmax, layer norm; every other composite op runs
+        the reference numpy kernel."""
         from walle_core.reference_backend import reference_native_ops
 
-        return reference_native_ops() | {("", "Conv")}
+        return reference_native_ops() | {("", op) for op in NUMBA_NATIVE}
 
     def prefers_native(self, domain: str, op_type: str) -> bool:
         # Native Conv skips im2col regions and the output transpose, and depthwise avoids a
-        # batch of M=1 GEMMs; unsupported Conv shapes fall back to the reference kernel.
-        return (domain, op_type) == ("", "Conv")
+        # batch of M=1 GEMMs; pooling/softmax/layer norm are one pass instead of a chain of
+        # Raster/Reduce/Elementwise steps (README: measured). Shapes a kernel does not cover
+        # run the reference numpy kernel.
+        return domain == "" and op_type in PREFERRED_NATIVE
 
     def allocate(self, nbytes: int) -> np.ndarray:
         import numpy as np

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from walle_backend_numba import conv, elementwise, matmul, raster, reduce
+from walle_backend_numba import conv, elementwise, matmul, nnops, raster, reduce
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import (
     Elementwise,
@@ -28,7 +28,7 @@ from walle_core.ir.primitives import (
 from walle_core.reference_backend import execute
 
 Run = Callable[[list[Any], list[Any]], None]
-FAST_NATIVE = frozenset({("", "Conv")})
+FAST_NATIVE = frozenset({("", "Conv")} | {("", op) for op in nnops.NATIVE})
 _NUMBA_KINDS = frozenset("biuf")
 
 
@@ -99,6 +99,8 @@ def plan_step(prim: Primitive, ins: Sequence[TensorSpec | None],
         cv = conv.plan(prim.attrs, ins[0], ins[1], bias, outs[0], variant)
         return None if cv is None else (
             lambda i, o: cv(i[0], i[1], i[2] if len(i) > 2 else None, o[0]))
+    if isinstance(prim, Kernel) and prim.domain == "" and prim.op_type in nnops.NATIVE:
+        return nnops.plan(prim.op_type, prim.attrs, prim.opset, ins, outs)
     return None
 
 

@@ -1,0 +1,330 @@
+"""Native kernels for the composite ops CNNs and transformers spend time in outside Conv/GEMM.
+
+- MaxPool / AveragePool (2-D, NCHW): one pass per (n, c) plane; the window's valid rows and
+  columns are clipped up front (padding never enters the loop), and the average's divisor is
+  the product of the counted row and column ranges (real elements, plus explicit padding when
+  ``count_include_pad``; ceil-mode overhang never counts), as in the reference.
+- GlobalAveragePool / GlobalMaxPool: a row reduction over ``[N*C, H*W]``.
+- Softmax / LogSoftmax: ``[outer, axis, inner]`` (opset < 13 coerces to 2-D at ``axis``), max,
+  exp-sum and the scaling in one kernel instead of two Reduces and three Elementwise steps.
+- LayerNormalization: ``[outer, norm]`` rows, mean and variance accumulated in float64 (as the
+  reference does), scale and bias fused; the optional Mean / InvStdDev outputs are written too.
+
+Each ``plan_*`` returns None for what its kernel does not cover (other ranks, dtypes,
+MaxPool's Indices output, ...): the step then runs the reference numpy kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numba
+import numpy as np
+
+from walle_backend_numba.jit import dual
+from walle_core.ir.primitives import TensorSpec
+
+Run = Callable[[list[Any], list[Any]], None]
+FLOATS = ("float32", "float64")
+SAFE_MATH = {"contract", "reassoc", "arcp"}  # no nnan/ninf: -inf masks must survive
+
+
+# ---- pooling ------------------------------------------------------------------
+
+@dual(fastmath=SAFE_MATH)
+def pool2d(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pt: int,
+           pl: int, is_max: bool, cnt_lo_h: int, cnt_hi_h: int, cnt_lo_w: int,
+           cnt_hi_w: int) -> None:  # pragma: no cover
+    """y[n, c, p, q] = max / mean of x over the window at (p*sh - pt, q*sw - pl); average
+    divisor = rows in [cnt_lo_h, cnt_hi_h) x cols in [cnt_lo_w, cnt_hi_w) under the window.
+
+    Tap by tap over whole output rows (like the depthwise conv): each tap's valid output
+    columns are clipped once, so the inner loop has no branch and vectorises."""
+    n_, c_, h, w = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    inv_cols = np.ones(ow, y.dtype)
+    if not is_max:
+        for q in range(ow):
+            cols = 0
+            for j in range(kw):
+                if cnt_lo_w <= q * sw - pl + j * dw < cnt_hi_w:
+                    cols += 1
+            inv_cols[q] = 1.0 / max(cols, 1)
+    for nc in numba.prange(n_ * c_):
+        xc = x[nc // c_, nc % c_]
+        yc = y[nc // c_, nc % c_]
+        for p in range(oh):
+            yrow = yc[p]
+            r0 = p * sh - pt
+            for q in range(ow):
+                yrow[q] = -np.inf if is_max else 0
+            rows = 0
+            for i in range(kh):
+                r = r0 + i * dh
+                if cnt_lo_h <= r < cnt_hi_h:
+                    rows += 1
+                if r < 0 or r >= h:
+                    continue
+                xrow = xc[r]
+                for j in range(kw):
+                    off = j * dw - pl
+                    lo = max(0, (-off + sw - 1) // sw)
+                    hi = min(ow, (w - 1 - off) // sw + 1) if w - 1 - off >= 0 else 0
+                    if is_max:
+                        if sw == 1:
+                            for q in range(lo, hi):
+                                yrow[q] = max(yrow[q], xrow[q + off])
+                        else:
+                            for q in range(lo, hi):
+                                yrow[q] = max(yrow[q], xrow[q * sw + off])
+                    elif sw == 1:
+                        for q in range(lo, hi):
+                            yrow[q] += xrow[q + off]
+                    else:
+                        for q in range(lo, hi):
+                            yrow[q] += xrow[q * sw + off]
+            if not is_max:
+                inv_rows = 1.0 / max(rows, 1)
+                for q in range(ow):
+                    yrow[q] = yrow[q] * (inv_rows * inv_cols[q])
+
+
+@dual(fastmath=SAFE_MATH)
+def global_pool(x: Any, y: Any, is_max: bool) -> None:  # pragma: no cover
+    """y[r] = mean or max of x[r, :] (x is [N*C, H*W])."""
+    rows, n = x.shape
+    for r in numba.prange(rows):
+        xr = x[r]
+        if is_max:
+            acc = xr[0]
+            for i in range(1, n):
+                acc = max(acc, xr[i])
+            y[r] = acc
+        else:
+            s = 0.0
+            for i in range(n):
+                s += xr[i]
+            y[r] = s / n
+
+
+def _ints(value: Any, n: int, default: int) -> list[int]:
+    return [int(v) for v in value] if value else [default] * n
+
+
+def _auto_pad(attrs: dict[str, Any]) -> str:
+    auto = attrs.get("auto_pad", "NOTSET")
+    return auto.decode() if isinstance(auto, bytes) else str(auto)
+
+
+def pool_pads(attrs: dict[str, Any], hw: Sequence[int], k: list[int], s: list[int],
+              d: list[int]) -> list[int]:
+    """[top, left, bottom, right] explicit padding after auto_pad (as the reference)."""
+    auto = _auto_pad(attrs)
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for i in range(2):
+            o = -(-hw[i] // s[i])
+            total = max((o - 1) * s[i] + (k[i] - 1) * d[i] + 1 - hw[i], 0)
+            small, big = total // 2, total - total // 2
+            begin.append(small if auto == "SAME_UPPER" else big)
+            end.append(big if auto == "SAME_UPPER" else small)
+        return begin + end
+    if auto == "VALID":
+        return [0, 0, 0, 0]
+    return _ints(attrs.get("pads"), 4, 0)
+
+
+def plan_pool(op: str, attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
+              outs: Sequence[TensorSpec]) -> Run | None:
+    x, y = ins[0], outs[0]
+    if x is None or len(outs) != 1 or x.dtype != y.dtype or x.dtype.np.name not in FLOATS:
+        return None
+    if op in ("GlobalAveragePool", "GlobalMaxPool"):
+        if len(x.shape) < 3 or x.size == 0:
+            return None
+        rows = x.shape[0] * x.shape[1]
+        glob = global_pool.pick(x.size)
+        is_max = op == "GlobalMaxPool"
+        return lambda i, o: glob(i[0].reshape(rows, -1), o[0].reshape(rows), is_max)
+    if len(x.shape) != 4 or len(y.shape) != 4 or "kernel_shape" not in attrs:
+        return None
+    k = _ints(attrs["kernel_shape"], 2, 1)
+    if len(k) != 2:
+        return None
+    s = _ints(attrs.get("strides"), 2, 1)
+    d = _ints(attrs.get("dilations"), 2, 1)
+    pads = pool_pads(attrs, x.shape[2:], k, s, d)
+    if len(s) != 2 or len(d) != 2 or len(pads) != 4:
+        return None
+    h, w = x.shape[2], x.shape[3]
+    is_max = op == "MaxPool"
+    if not is_max and int(attrs.get("count_include_pad", 0)):
+        lo_h, hi_h, lo_w, hi_w = -pads[0], h + pads[2], -pads[1], w + pads[3]
+    else:
+        lo_h, hi_h, lo_w, hi_w = 0, h, 0, w
+    kernel = pool2d.pick(y.size * k[0] * k[1])
+    args = (k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1], is_max, lo_h, hi_h, lo_w, hi_w)
+    return lambda i, o: kernel(i[0], o[0], *args)
+
+
+# ---- softmax ------------------------------------------------------------------
+
+@dual(fastmath=SAFE_MATH, error_model="numpy")
+def softmax_rows(x: Any, y: Any, log: bool) -> None:  # pragma: no cover
+    """Softmax over the last axis of x [rows, n]."""
+    rows, n = x.shape
+    for r in numba.prange(rows):
+        xr = x[r]
+        yr = y[r]
+        m = xr[0]
+        for i in range(1, n):
+            m = max(m, xr[i])
+        s = 0.0
+        if log:
+            for i in range(n):
+                s += np.exp(xr[i] - m)
+            ls = np.log(s)
+            for i in range(n):
+                yr[i] = xr[i] - m - ls
+        else:
+            for i in range(n):
+                e = np.exp(xr[i] - m)
+                yr[i] = e
+                s += e
+            inv = 1.0 / s
+            for i in range(n):
+                yr[i] = yr[i] * inv
+
+
+@dual(fastmath=SAFE_MATH, error_model="numpy")
+def softmax_mid(x: Any, y: Any, log: bool) -> None:  # pragma: no cover
+    """Softmax over the middle axis of x [outer, n, inner] (vectors along inner)."""
+    outer, n, inner = x.shape
+    for o in numba.prange(outer):
+        xo = x[o]
+        yo = y[o]
+        m = xo[0].copy()
+        for i in range(1, n):
+            for t in range(inner):
+                m[t] = max(m[t], xo[i, t])
+        s = np.zeros(inner, np.float64)
+        for i in range(n):
+            for t in range(inner):
+                e = np.exp(xo[i, t] - m[t])
+                s[t] += e
+                if not log:
+                    yo[i, t] = e
+        for i in range(n):
+            for t in range(inner):
+                if log:
+                    yo[i, t] = xo[i, t] - m[t] - np.log(s[t])
+                else:
+                    yo[i, t] = yo[i, t] / s[t]
+
+
+def plan_softmax(op: str, attrs: dict[str, Any], opset: int, ins: Sequence[TensorSpec | None],
+                 outs: Sequence[TensorSpec]) -> Run | None:
+    x, y = ins[0], outs[0]
+    if x is None or len(outs) != 1 or x.dtype != y.dtype or x.dtype.np.name not in FLOATS:
+        return None
+    rank = len(x.shape)
+    if rank == 0 or x.size == 0:
+        return None
+    default = 1 if opset < 13 else -1
+    axis = int(attrs.get("axis", default))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank:
+        return None
+    outer = int(np.prod(x.shape[:axis]))
+    if opset < 13:  # coerced to 2-D: everything from axis on is one row
+        n, inner = int(np.prod(x.shape[axis:])), 1
+    else:
+        n, inner = x.shape[axis], int(np.prod(x.shape[axis + 1:]))
+    log = op == "LogSoftmax"
+    if inner == 1:
+        rows_kernel = softmax_rows.pick(x.size * 4)
+        return lambda i, o: rows_kernel(i[0].reshape(outer, n), o[0].reshape(outer, n), log)
+    mid_kernel = softmax_mid.pick(x.size * 4)
+    return lambda i, o: mid_kernel(i[0].reshape(outer, n, inner),
+                                   o[0].reshape(outer, n, inner), log)
+
+
+# ---- layer normalization ------------------------------------------------------------------
+
+@dual(fastmath=SAFE_MATH, error_model="numpy")
+def layer_norm(x: Any, scale: Any, bias: Any, has_bias: bool, eps: float, y: Any, mean: Any,
+               inv: Any) -> None:  # pragma: no cover
+    """y[r] = (x[r] - mean) * inv_std * scale + bias over rows of x [rows, n]."""
+    rows, n = x.shape
+    for r in numba.prange(rows):
+        xr = x[r]
+        yr = y[r]
+        s = 0.0
+        for i in range(n):
+            s += xr[i]
+        mu = s / n
+        v = 0.0
+        for i in range(n):
+            dlt = xr[i] - mu
+            v += dlt * dlt
+        istd = 1.0 / np.sqrt(v / n + eps)
+        mean[r] = mu
+        inv[r] = istd
+        if has_bias:
+            for i in range(n):
+                yr[i] = (xr[i] - mu) * istd * scale[i] + bias[i]
+        else:
+            for i in range(n):
+                yr[i] = (xr[i] - mu) * istd * scale[i]
+
+
+def plan_layer_norm(attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
+                    outs: Sequence[TensorSpec]) -> Run | None:
+    x, scale = ins[0], ins[1] if len(ins) > 1 else None
+    bias = ins[2] if len(ins) > 2 else None
+    if x is None or scale is None or x.dtype.np.name not in FLOATS or outs[0].dtype != x.dtype:
+        return None
+    rank = len(x.shape)
+    axis = int(attrs.get("axis", -1))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank or x.size == 0:
+        return None
+    rows, n = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:]))
+    if scale.size != n or scale.dtype != x.dtype or (bias is not None and (
+            bias.size != n or bias.dtype != x.dtype)):
+        return None
+    stash = np.float32 if int(attrs.get("stash_type", 1)) == 1 else x.dtype.np
+    for extra in outs[1:]:
+        if extra.size != rows or extra.dtype.np != stash:
+            return None
+    eps = float(attrs.get("epsilon", 1e-5))
+    kernel = layer_norm.pick(x.size * 4)
+    dt = x.dtype.np
+    no_bias = np.zeros(1, dt)
+    has_bias = bias is not None
+    spare_mean, spare_inv = np.empty(rows, stash), np.empty(rows, stash)  # unused outputs
+
+    def run(i: list[Any], o: list[Any]) -> None:
+        mean = o[1].reshape(rows) if len(o) > 1 and o[1] is not None else spare_mean
+        inv = o[2].reshape(rows) if len(o) > 2 and o[2] is not None else spare_inv
+        b = i[2].reshape(n) if has_bias else no_bias
+        kernel(i[0].reshape(rows, n), i[1].reshape(n), b, has_bias, eps,
+               o[0].reshape(rows, n), mean, inv)
+
+    return run
+
+
+NATIVE = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Softmax",
+                    "LogSoftmax", "LayerNormalization"})
+
+
+def plan(op: str, attrs: dict[str, Any], opset: int, ins: Sequence[TensorSpec | None],
+         outs: Sequence[TensorSpec]) -> Run | None:
+    if op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
+        return plan_pool(op, attrs, ins, outs)
+    if op in ("Softmax", "LogSoftmax"):
+        return plan_softmax(op, attrs, opset, ins, outs)
+    if op == "LayerNormalization":
+        return plan_layer_norm(attrs, ins, outs)
+    return None
