@@ -161,9 +161,12 @@ def bench(
                    f"trie nodes {trie['nodes']} (variants {trie['variants']})  triggers fired "
                    f"{result['triggers_fired']:,} ({result['fires_per_event']:.2f} per event)")
         typer.echo(f"python loop floor   {result['loop_events_per_s']:>14,.0f} events/s")
-        label = f"trie ({result['tasks']} tasks)"
+        accel = result.get("accelerated")
+        label = f"trie ({result['tasks']} tasks{', C accel' if accel else ''})"
         typer.echo(f"{label:<20}{result['trie_events_per_s']:>14,.0f} events/s   "
                    f"(runs: {result['trie_events_per_s_all']})")
+        if accel and result.get("python_trie_events_per_s"):
+            typer.echo(f"trie, pure Python   {result['python_trie_events_per_s']:>14,.0f} events/s")
         typer.echo(f"trie, previous eng. {result['previous_trie_events_per_s']:>14,.0f} events/s   "
                    "(the per-cursor engine before tuning, same events)")
         typer.echo(f"full runtime        {result['runtime_events_per_s']:>14,.0f} events/s")
