@@ -66,6 +66,16 @@ class ReferenceBackend(ExecutionBackend):
     api_version: ClassVar[int] = PLUGIN_API_VERSION
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
 
+    def __init__(self, threads: int | None = None) -> None:
+        super().__init__(threads)
+        if threads:  # numpy's BLAS is the only pool here; limit it when threadpoolctl is there
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                pass
+            else:
+                self._blas_limit = threadpool_limits(limits=threads, user_api="blas")
+
     @classmethod
     def probe(cls) -> Availability:
         import numpy as np
