@@ -65,6 +65,7 @@ class Runtime:
         self.fp64 = "cl_khr_fp64" in self.device.extensions
         self.programs: dict[str, Any] = {}
         ident = f"{self.device.platform.name}|{self.device.name}|{self.device.driver_version}"
+        self.device_ident = ident
         self.device_key = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.builds = 0
 
@@ -136,3 +137,11 @@ def runtime() -> Runtime:
 
 def global_size(n: int, local: int = 64) -> int:
     return max(local, (n + local - 1) // local * local)
+
+
+def launch(n: int, local: int | None) -> tuple[tuple[int], tuple[int] | None]:
+    """(global, local) sizes of a 1-D launch over ``n`` items; ``local`` None lets the driver
+    choose (the global size is then rounded to 64)."""
+    if local:
+        return (global_size(n, local),), (local,)
+    return (global_size(n),), None

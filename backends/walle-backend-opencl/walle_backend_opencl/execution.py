@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from walle_backend_opencl import elementwise, loop, matmul, raster, reduce
-from walle_backend_opencl.device import DeviceBuffer, DeviceConstant, Runtime, global_size
+from walle_backend_opencl import conv, elementwise, loop, matmul, raster, reduce
+from walle_backend_opencl.device import DeviceBuffer, DeviceConstant, Runtime, launch
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import (
     Cast,
     Elementwise,
+    Kernel,
     Loop,
     MatMul,
     Primitive,
@@ -66,7 +67,7 @@ def upload(array: np.ndarray, buffer: Any) -> None:
 
 
 def plan_elementwise(rt: Runtime, expr: Any, ins: Sequence[TensorSpec | None],
-                     out: TensorSpec) -> Run | None:
+                     out: TensorSpec, local: int | None = None) -> Run | None:
     if any(s is None for s in ins) or out.size == 0:
         return None
     specs = [s for s in ins if s is not None]
@@ -80,18 +81,19 @@ def plan_elementwise(rt: Runtime, expr: Any, ins: Sequence[TensorSpec | None],
         return None
     kernel = rt.cl.Kernel(rt.program(src), "ew")
     n = out.size
+    grid, group = launch(n, local)
 
     def run(i: list[Any], o: list[Any]) -> None:
         args: list[Any] = [o[0].arena, np.int64(o[0].offset)]
         for b in i:
             args += [b.arena, np.int64(b.offset)]
-        kernel(rt.queue, (global_size(n),), None, *args, np.int64(n))
+        kernel(rt.queue, grid, group, *args, np.int64(n))
 
     return run
 
 
 def plan_raster(rt: Runtime, prim: Raster, ins: Sequence[TensorSpec | None],
-                out: TensorSpec) -> Run | None:
+                out: TensorSpec, local: int | None = None) -> Run | None:
     for r in prim.regions:
         src = ins[r.src]
         if src is None or src.dtype != out.dtype:
@@ -101,28 +103,40 @@ def plan_raster(rt: Runtime, prim: Raster, ins: Sequence[TensorSpec | None],
                 check_region(r, src.size, out.size)
             except ExecutionError:
                 return None  # the reference raises its error at run time
-    return raster.plan(rt, prim, out)
+    return raster.plan(rt, prim, out, local)
 
 
 def plan_step(rt: Runtime, prim: Primitive, ins: Sequence[TensorSpec | None],
-              outs: Sequence[TensorSpec]) -> Run | None:
-    """The device runner for this step, or None to run it on the host."""
+              outs: Sequence[TensorSpec], params: dict[str, Any] | None = None) -> Run | None:
+    """The device runner for this step, or None when no kernel covers it.
+
+    ``params`` picks a tuned variant (see :mod:`.tuning`): ``local`` (work-group size of the
+    1-D kernels, None: the driver's choice) or ``tile``/``wpt`` (MatMul and Conv tiles);
+    ``sample`` (tuning only) launches about that many multiply-adds of a MatMul/Conv.
+    """
+    p = params or {}
+    local = p.get("local")
     if any(s is not None and s.dtype.name == "string" for s in [*ins, *outs]):
         return None
     if isinstance(prim, Raster):
-        return plan_raster(rt, prim, ins, outs[0])
+        return plan_raster(rt, prim, ins, outs[0], local)
     if isinstance(prim, Elementwise):
-        return plan_elementwise(rt, prim.expr, ins, outs[0])
+        return plan_elementwise(rt, prim.expr, ins, outs[0], local)
     if isinstance(prim, Cast) and ins[0] is not None and not outs[0].dtype.name.startswith(
             "float8"):
-        return plan_elementwise(rt, ("identity", ("in", 0)), ins, outs[0])
+        return plan_elementwise(rt, ("identity", ("in", 0)), ins, outs[0], local)
     if isinstance(prim, Reduce) and ins[0] is not None:
-        return reduce.plan(rt, prim, ins[0], outs[0])
+        return reduce.plan(rt, prim, ins[0], outs[0], local)
     if isinstance(prim, MatMul) and ins[0] is not None and ins[1] is not None:
         bias = ins[2] if len(ins) > 2 else None
-        return matmul.plan(rt, prim, ins[0], ins[1], bias, outs[0])
+        return matmul.plan(rt, prim, ins[0], ins[1], bias, outs[0],
+                           p.get("tile", matmul.TILE), p.get("wpt", matmul.WPT),
+                           p.get("sample", 0))
     if isinstance(prim, Loop):
-        return loop.plan(rt, prim, list(ins), outs[0])
+        return loop.plan(rt, prim, list(ins), outs[0], local)
+    if isinstance(prim, Kernel) and prim.op_type == "Conv" and prim.domain == "":
+        return conv.plan(rt, prim, list(ins), outs[0], p.get("tile", matmul.TILE),
+                         p.get("wpt", matmul.WPT), p.get("sample", 0))
     return None
 
 
@@ -140,11 +154,12 @@ def host_fallback(prim: Primitive) -> Run:
 
 
 def compile_step(rt: Runtime, step: Step, ins: Sequence[TensorSpec | None],
-                 outs: Sequence[TensorSpec]) -> tuple[Run, bool]:
+                 outs: Sequence[TensorSpec], params: dict[str, Any] | None = None
+                 ) -> tuple[Run, bool]:
     """(runner, on_device) for ``step``; errors name the primitive and its origin node."""
     prim, origin = step.prim, step.origin
     try:
-        fast = plan_step(rt, prim, ins, outs)
+        fast = plan_step(rt, prim, ins, outs, params)
     except rt.cl.Error:
         fast = None  # a kernel the driver rejects: the host still gets it right
     body = fast or host_fallback(prim)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from walle_backend_opencl.device import DeviceBuffer, Runtime, global_size
+from walle_backend_opencl.device import DeviceBuffer, Runtime, launch
 from walle_backend_opencl.raster import BITS, injective
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import Loop, TensorSpec
@@ -42,7 +42,8 @@ __kernel void gather(__global const uchar *src_b, const long src_o, const long s
 Run = Callable[[list[Any], list[Any]], None]
 
 
-def plan(rt: Runtime, prim: Loop, ins: list[TensorSpec | None], out: TensorSpec) -> Run | None:
+def plan(rt: Runtime, prim: Loop, ins: list[TensorSpec | None], out: TensorSpec,
+         local: int | None = None) -> Run | None:
     src = ins[1] if len(ins) > 1 else None
     idx = ins[2] if prim.has_src_offsets and len(ins) > 2 else None
     if prim.reduction != "none" or prim.has_dst_offsets or src is None or out.size == 0:
@@ -88,7 +89,7 @@ def plan(rt: Runtime, prim: Loop, ins: list[TensorSpec | None], out: TensorSpec)
             cl.enqueue_fill_buffer(queue, y.arena, fill, y.offset, out.nbytes)
         offsets = ins[2] if prim.has_src_offsets else source
         cl.enqueue_copy(queue, flag_buf, zero)
-        kernel(queue, (global_size(total),), None, source.arena, np.int64(source.offset),
+        kernel(queue, *launch(total, local), source.arena, np.int64(source.offset),
                np.int64(src.size), offsets.arena, np.int64(offsets.offset), y.arena,
                np.int64(y.offset), geom_buf, flag_buf, np.int64(total))
         cl.enqueue_copy(queue, seen, flag_buf, is_blocking=True)

@@ -19,7 +19,7 @@ import numpy as np
 from walle_backend_opencl.device import DeviceBuffer, Runtime
 from walle_core.ir.primitives import MatMul, TensorSpec
 
-TILE = 32  # output tile edge
+TILE = 32  # output tile edge (default; tuning offers others, see tuning.py)
 WPT = 8  # rows per work item: a work-group is TILE x (TILE / WPT) items
 SOURCE = """
 __kernel __attribute__((reqd_work_group_size(TILE, TILE / WPT, 1)))
@@ -87,9 +87,39 @@ def bias_strides(bias: TensorSpec, out: TensorSpec, batch: int, m: int,
         and index[0, 0, 0] == 0 else None
 
 
+def tile_fits(rt: Runtime, tile: int, wpt: int, itemsize: int) -> bool:
+    """Whether a ``tile`` x ``tile`` output tile with ``wpt`` rows per item fits the device's
+    work-group and local-memory limits."""
+    if tile % wpt or tile < wpt:
+        return False
+    return tile * (tile // wpt) <= rt.device.max_work_group_size and \
+        2 * tile * (tile + 1) * itemsize <= rt.device.local_mem_size
+
+
+def sampled(grid: tuple[int, int, int], local: tuple[int, int, int], sample: int,
+            units: int) -> tuple[tuple[int, int, int], float]:
+    """A smaller grid for timing (tuning): about ``sample`` outputs (``local[0]**2`` per
+    work-group), at least 8 work-groups per compute unit, cut along batch, then rows, then
+    columns; with the full/launched work-group ratio that scales the time back."""
+    if not sample:
+        return grid, 1.0
+    counts = [g // size for g, size in zip(grid, local, strict=True)]
+    full = counts[0] * counts[1] * counts[2]
+    cap = max(sample // (local[0] * local[0]), 8 * units, 1)
+    for axis in (2, 1, 0):
+        rest = counts[0] * counts[1] * counts[2] // counts[axis]
+        if rest * counts[axis] > cap:
+            counts[axis] = max(1, cap // rest)
+    launched = counts[0] * counts[1] * counts[2]
+    new = (counts[0] * local[0], counts[1] * local[1], counts[2] * local[2])
+    return new, full / launched
+
+
 def plan(rt: Runtime, prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
-         out: TensorSpec) -> Run | None:
+         out: TensorSpec, tile: int = TILE, wpt: int = WPT, sample: int = 0) -> Run | None:
     dt = out.dtype.np
+    if not tile_fits(rt, tile, wpt, dt.itemsize):
+        return None
     if dt.kind != "f" or rt.ctype(dt) is None or any(
             s.dtype.np != dt for s in (a, b, bias) if s is not None):
         return None
@@ -110,7 +140,7 @@ def plan(rt: Runtime, prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSp
             return None
         strides = found
     ctype = rt.ctype(dt)
-    header = (f"#define T {ctype}\n#define TILE {TILE}\n#define WPT {WPT}\n"
+    header = (f"#define T {ctype}\n#define TILE {tile}\n#define WPT {wpt}\n"
               f"#define TA {int(prim.trans_a)}\n"
               f"#define TB {int(prim.trans_b)}\n#define BIAS {int(bias is not None)}\n"
               f"#define ACT {ACTS[prim.activation]}\n")
@@ -119,7 +149,9 @@ def plan(rt: Runtime, prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSp
     sbt = k * n if bb > 1 else 0
     params = prim.act_params if prim.activation == "clip" else (0.0, 0.0)
     scal = [dt.type(v) for v in (prim.alpha, prim.beta, *params)]
-    grid = ((n + TILE - 1) // TILE * TILE, (m + TILE - 1) // TILE * (TILE // WPT), batch)
+    group = (tile, tile // wpt, 1)
+    grid, scale = sampled(((n + tile - 1) // tile * tile, (m + tile - 1) // tile * (tile // wpt),
+                           batch), group, sample // max(k, 1), rt.device.max_compute_units)
 
     def run(ins: list[Any], outs: list[Any]) -> None:
         xa: DeviceBuffer = ins[0]
@@ -127,9 +159,10 @@ def plan(rt: Runtime, prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSp
         xc: DeviceBuffer | None = ins[2] if len(ins) > 2 else None
         y: DeviceBuffer = outs[0]
         c = xc if xc is not None else xa
-        kernel(rt.queue, grid, (TILE, TILE // WPT, 1), xa.arena, np.int64(xa.offset),
+        kernel(rt.queue, grid, group, xa.arena, np.int64(xa.offset),
                        xb.arena, np.int64(xb.offset), c.arena, np.int64(c.offset), y.arena,
                        np.int64(y.offset), np.int32(m), np.int32(n), np.int32(k),
                        np.int64(sa), np.int64(sbt), *(np.int64(s) for s in strides), *scal)
 
+    run.scale = scale  # type: ignore[attr-defined]  # full / launched work (sampled timing)
     return run

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from walle_backend_opencl.device import DeviceBuffer, Runtime, global_size
+from walle_backend_opencl.device import DeviceBuffer, Runtime, launch
 from walle_core.ir.primitives import Raster, Region, TensorSpec
 
 BITS = {1: "uchar", 2: "ushort", 4: "uint", 8: "ulong"}
@@ -99,7 +99,14 @@ def overlapping(regions: list[Region]) -> bool:
     return bool(np.unique(idx).size != idx.size)
 
 
-def plan(rt: Runtime, prim: Raster, out: TensorSpec) -> Run | None:
+def uses_kernel(prim: Raster) -> bool:
+    """Whether some region needs the table kernel (the rest are fills and buffer copies)."""
+    return any(r.count and (prim.accumulate or not (contiguous(r.size, r.src_strides) and
+                                                    contiguous(r.size, r.dst_strides)))
+               for r in prim.regions)
+
+
+def plan(rt: Runtime, prim: Raster, out: TensorSpec, local: int | None = None) -> Run | None:
     dtype = out.dtype.np
     item = dtype.itemsize
     if item not in BITS or (prim.accumulate and rt.ctype(dtype) is None):
@@ -149,7 +156,7 @@ def plan(rt: Runtime, prim: Raster, out: TensorSpec) -> Run | None:
             else:
                 table, count, total = payload
                 assert kernel is not None
-                kernel(queue, (global_size(total),), None, src.arena,
+                kernel(queue, *launch(total, local), src.arena,
                                np.int64(src.offset), dst.arena, np.int64(dst.offset), table,
                                np.int32(count), np.int64(total))
 

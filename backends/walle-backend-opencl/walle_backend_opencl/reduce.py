@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from walle_backend_opencl.device import DeviceBuffer, Runtime, global_size
+from walle_backend_opencl.device import DeviceBuffer, Runtime, launch
 from walle_core.ir.primitives import Reduce, TensorSpec
 
 SOURCE = """
@@ -81,7 +81,8 @@ OPS: dict[str, tuple[str, str, str]] = {  # init, step, finish
 Run = Callable[[list[Any], list[Any]], None]
 
 
-def plan(rt: Runtime, prim: Reduce, x: TensorSpec, out: TensorSpec) -> Run | None:
+def plan(rt: Runtime, prim: Reduce, x: TensorSpec, out: TensorSpec,
+         local: int | None = None) -> Run | None:
     xt, ot = x.dtype.np, out.dtype.np
     if xt.kind != "f" or rt.ctype(xt) is None or rt.ctype(ot) is None or prim.op not in OPS:
         return None
@@ -113,7 +114,7 @@ def plan(rt: Runtime, prim: Reduce, x: TensorSpec, out: TensorSpec) -> Run | Non
     def run(ins: list[Any], outs: list[Any]) -> None:
         xb: DeviceBuffer = ins[0]
         yb: DeviceBuffer = outs[0]
-        kernel(rt.queue, (global_size(n),), None, xb.arena, np.int64(xb.offset),
+        kernel(rt.queue, *launch(n, local), xb.arena, np.int64(xb.offset),
                        yb.arena, np.int64(yb.offset), geom_buf, np.int64(n))
 
     return run
