@@ -32,14 +32,33 @@ def limit_blas_env(threads: int) -> None:
         os.environ.setdefault(name, str(threads))
 
 
+def numba_parallel(threads: int) -> int:
+    """Threads for numba's own parallel kernels.
+
+    At batch 1 the numba kernels (copies, fused elementwise, depthwise, pooling) are short and
+    memory-bound, while every parallel region ends in a barrier: on a small machine shared
+    with other work, one descheduled worker stalls the whole region for a time slice. Measured
+    on the 2-core VM under load (ResNet-18, threads=2): numba parallel + BLAS 2 threads 256 ms,
+    numba serial + BLAS 2 threads 55 ms. So numba's kernels run serial unless the machine has
+    more than 4 cores or ``WALLE_NUMBA_PARALLEL=1``; BLAS (the GEMMs) keeps the thread budget.
+    """
+    flag = os.environ.get("WALLE_NUMBA_PARALLEL", "")
+    if flag in ("1", "true", "yes"):
+        return threads
+    if flag in ("0", "false", "no"):
+        return 1
+    return threads if default_threads() > 4 else 1
+
+
 def configure(threads: int | None = None) -> int:
-    """Apply the policy; returns the thread count both pools now use."""
+    """Apply the policy; returns the thread budget (BLAS threads; numba's kernels get
+    :func:`numba_parallel` of it)."""
     global _limiter
     import numba
 
     wanted = threads if threads and threads > 0 else default_threads()
     wanted = max(1, min(wanted, numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(wanted)
+    numba.set_num_threads(numba_parallel(wanted))
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
