@@ -183,6 +183,13 @@ class ExecutionBackend(Backend):
         """True to run a composite op natively even when geometry can decompose it."""
         return False
 
+    def prefers_native_for(self, domain: str, op_type: str,
+                           inputs: Sequence[TensorSpec | None]) -> bool:
+        """:meth:`prefers_native` for these input specs (asked at plan time, shapes known):
+        say False where the native kernel would decline (e.g. float16), so geometry
+        decomposes the op into primitives this backend can still run."""
+        return self.prefers_native(domain, op_type)
+
     def allocate(self, nbytes: int) -> Any:
         raise NotImplementedError
 

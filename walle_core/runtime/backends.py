@@ -11,11 +11,12 @@ semi-auto search (:mod:`walle_core.search`) chooses from per step:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from walle_core.backend import ExecutionBackend
 from walle_core.ir.errors import WalleError
-from walle_core.ir.primitives import Step
+from walle_core.ir.primitives import Step, TensorSpec
 
 AUTO_DEFAULT = "reference"
 
@@ -101,6 +102,12 @@ class PlanningView(ExecutionBackend):
     def prefers_native(self, domain: str, op_type: str) -> bool:
         first = self.backends[0]
         return (domain, op_type) in first.native_ops() and first.prefers_native(domain, op_type)
+
+    def prefers_native_for(self, domain: str, op_type: str,
+                           inputs: Sequence[TensorSpec | None]) -> bool:
+        first = self.backends[0]
+        return (domain, op_type) in first.native_ops() and \
+            first.prefers_native_for(domain, op_type, inputs)
 
 
 def assign(steps: list[Step], backends: list[ExecutionBackend]) -> list[ExecutionBackend]:

@@ -55,13 +55,16 @@ class Program:
         return self.builder.slots
 
 
-def route(node: Node, backend: ExecutionBackend) -> str:
-    """'decompose', 'native', 'control' or 'unsupported' for ``node`` on ``backend``."""
+def route(node: Node, backend: ExecutionBackend,
+          specs: list[TensorSpec | None] | None = None) -> str:
+    """'decompose', 'native', 'control' or 'unsupported' for ``node`` on ``backend``
+    (``specs``: the input specs when known, for :meth:`ExecutionBackend.prefers_native_for`)."""
     key = (node.domain, node.op_type)
     native = key in backend.native_ops()
     if node.op_type in CONTROL_FLOW and node.domain == "":
         return "control"
-    if native and backend.prefers_native(*key):
+    if native and (backend.prefers_native_for(*key, specs) if specs is not None
+                   else backend.prefers_native(*key)):
         return "native"
     if key in REGISTRY:
         return "decompose"
@@ -112,7 +115,7 @@ class Planner:
                           self.graph.opset(node.domain), len(node.outputs))
         all_const = all(s < 0 or s in self.builder.consts for s in ins)
         foldable = all_const and node.op_type not in RANDOM_OPS
-        how = route(node, self.backend)
+        how = route(node, self.backend, [self.builder.slots[s] if s >= 0 else None for s in ins])
         if how == "control":
             return control_flow.lower(self, node, ctx)
         mark = len(self.builder.steps)

@@ -174,6 +174,20 @@ class OpenCLBackend(ExecutionBackend):
         """Conv runs as one native step rather than im2col raster + MatMul (see README)."""
         return (domain, op_type) == ("", "Conv")
 
+    def prefers_native_for(self, domain: str, op_type: str,
+                           inputs: Sequence[TensorSpec | None]) -> bool:
+        """Only the Convs the native kernel runs (1-D/2-D, float32 or float64 where the
+        device has doubles); others decompose into device primitives instead of leaving the
+        whole Conv to the host."""
+        if not self.prefers_native(domain, op_type) or len(inputs) < 2:
+            return False
+        x, w = inputs[0], inputs[1]
+        if x is None or w is None or len(x.shape) not in (3, 4) or len(w.shape) != len(x.shape):
+            return False
+        dt = x.dtype.np
+        return dt.kind == "f" and dt.itemsize >= 4 and self.rt.ctype(dt) is not None and \
+            all(s is None or s.dtype.np == dt for s in inputs)
+
     def supports(self, primitive: Primitive) -> bool:
         """False for what no device kernel runs whatever the shapes: composite ops other than
         Conv, scatter/reducing Loops, rasters with a region writing one element twice, reduce
