@@ -38,11 +38,12 @@ class Measurements:
     """A persistent table of measured step times, shared by all backends on this machine."""
 
     def __init__(self, path: Path | None = None, budget_s: float = 1.0, ratio: float = 4.0,
-                 min_seconds: float = 20e-6) -> None:
+                 min_seconds: float = 20e-6, max_bytes: int = 32 << 20) -> None:
         self.path = path or cache_dir() / "measured.json"
         self.budget_s = budget_s
         self.ratio = ratio
         self.min_seconds = min_seconds
+        self.max_bytes = max_bytes
         self._table: dict[str, float] | None = None  # read on the first close call
         self.dirty = False
         self.measured = 0  # measurements taken by this instance
@@ -97,6 +98,8 @@ class Measurements:
             outs = [slots[s] for s in step.outputs]
             if not all(s is None or s.dtype.name in FLOAT_KINDS for s in (*ins, *outs)):
                 continue  # random data is not a valid input for index-like tensors
+            if sum(s.nbytes for s in (*ins, *outs) if s is not None) > self.max_bytes:
+                continue  # timing it would cost more memory and time than it can save
             close = [k for k, (_, a) in enumerate(opts) if a.cost <= best * self.ratio]
             if len(close) < 2:
                 continue
