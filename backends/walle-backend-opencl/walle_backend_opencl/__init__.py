@@ -84,6 +84,46 @@ def _version() -> str:
         return "dev"
 
 
+_PROBE = """
+import pyopencl as cl
+print(int(any(d.type & ~cl.device_type.CPU for p in cl.get_platforms() for d in p.get_devices())))
+"""
+
+
+def _has_non_cpu_device() -> bool:
+    import hashlib
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    vendors = Path(os.environ.get("OCL_ICD_VENDORS", "/etc/OpenCL/vendors"))
+    try:
+        icds = sorted(f"{p.name}:{p.stat().st_mtime_ns}" for p in vendors.iterdir())
+    except OSError:
+        icds = []
+    key = hashlib.sha256(json.dumps([icds, os.environ.get("OPENCL_VENDOR_PATH", ""),
+                                     sys.executable]).encode()).hexdigest()[:16]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    path = Path(base) / "walle" / "opencl" / f"auto-{key}.json"
+    try:
+        return bool(json.loads(path.read_text())["non_cpu"])
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                             timeout=60)
+        answer = out.returncode == 0 and out.stdout.strip().endswith("1")
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"non_cpu": answer}))
+    except OSError:
+        pass
+    return answer
+
+
 class OpenCLBackend(ExecutionBackend):
     """OpenCL kernels built with pyopencl, for GPUs and CPU runtimes such as PoCL."""
 
@@ -129,14 +169,11 @@ class OpenCLBackend(ExecutionBackend):
     @classmethod
     def auto_candidate(cls) -> bool:
         """Searched by ``backend="auto"`` only when some OpenCL device is not a CPU: on a
-        CPU-only runtime (PoCL) the host backends use the same cores without transfers."""
-        try:
-            import pyopencl as cl
+        CPU-only runtime (PoCL) the host backends use the same cores without transfers.
 
-            return any(d.type & ~cl.device_type.CPU for p in cl.get_platforms()
-                       for d in p.get_devices())
-        except Exception:
-            return False
+        Asked in a child process and cached per set of installed ICDs: loading an OpenCL
+        runtime into a process that will not use it costs tens of MB (PoCL links LLVM)."""
+        return _has_non_cpu_device()
 
     #: Refined per instance to ``opencl:<platform>/<device>``: buffers are device memory, so
     #: the core inserts a transfer wherever a tensor crosses to or from a host backend.
