@@ -183,6 +183,14 @@ class ExecutionBackend(Backend):
         """True to run a composite op natively even when geometry can decompose it."""
         return False
 
+    def fused_activations(self) -> set[tuple[str, str]]:
+        """Native ops whose :class:`Kernel` step applies a fused activation: the core's
+        epilogue fusion may set ``attrs["fused_activation"]`` ("relu" / "clip" / "sigmoid" /
+        "tanh") and ``attrs["fused_act_params"]`` (clip's (min, max)) on such a step, applied
+        to its first output after the op. Fusion happens only where every candidate backend
+        that runs the op natively lists it here."""
+        return set()
+
     def prefers_native_for(self, domain: str, op_type: str,
                            inputs: Sequence[TensorSpec | None]) -> bool:
         """:meth:`prefers_native` for these input specs (asked at plan time, shapes known):

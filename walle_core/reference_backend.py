@@ -94,6 +94,9 @@ class ReferenceBackend(ExecutionBackend):
     def native_ops(self) -> set[tuple[str, str]]:
         return reference_native_ops()
 
+    def fused_activations(self) -> set[tuple[str, str]]:
+        return reference_native_ops()  # applied after any kernel (apply_activation)
+
     def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
                    outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
         """The analytic estimate, plus for Conv the numpy kernel's real shape: one einsum per
@@ -217,13 +220,30 @@ def check_region(r: Region, src_size: int, dst_size: int) -> None:
             raise ExecutionError(f"region {r} reaches outside its {what} ({limit} elements)")
 
 
+def apply_activation(y: np.ndarray, activation: str, params: Sequence[float]) -> np.ndarray:
+    """A fused epilogue on a native kernel's output (see ``fused_activations``)."""
+    if activation == "relu":
+        return np.where(y < 0, np.zeros((), y.dtype), y)
+    if activation == "clip":
+        return np.clip(y, params[0], params[1]).astype(y.dtype)
+    if activation == "sigmoid":
+        return (1 / (1 + np.exp(-y))).astype(y.dtype)
+    if activation == "tanh":
+        return np.tanh(y)
+    raise ExecutionError(f"unknown fused activation {activation!r}")
+
+
 def kernel(prim: Kernel, ins: list[Any], outs: list[Any]) -> None:
     from walle_core.reference_ops import get_kernel
 
     fn = get_kernel(prim.op_type, prim.domain)
     if fn is None:
         raise ExecutionError(f"no reference kernel for {prim.domain or 'ai.onnx'}::{prim.op_type}")
-    results = fn(ins, prim.attrs, prim.opset)
+    results = list(fn(ins, prim.attrs, prim.opset))
+    activation = prim.attrs.get("fused_activation")
+    if activation and results:
+        results[0] = apply_activation(np.asarray(results[0]), activation,
+                                      prim.attrs.get("fused_act_params", ()))
     for out, res in zip(outs, results, strict=False):
         if out is None:
             continue

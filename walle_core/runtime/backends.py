@@ -103,6 +103,15 @@ class PlanningView(ExecutionBackend):
         first = self.backends[0]
         return (domain, op_type) in first.native_ops() and first.prefers_native(domain, op_type)
 
+    def fused_activations(self) -> set[tuple[str, str]]:
+        """Ops whose fused activation every backend running them natively applies."""
+        ok = set()
+        for key in self._native:
+            runners = [b for b in self.backends if key in b.native_ops()]
+            if runners and all(key in b.fused_activations() for b in runners):
+                ok.add(key)
+        return ok
+
     def prefers_native_for(self, domain: str, op_type: str,
                            inputs: Sequence[TensorSpec | None]) -> bool:
         first = self.backends[0]

@@ -87,7 +87,7 @@ class Session:
             except DataDependent:
                 self._plans[key] = None
             else:
-                optimize(program)
+                optimize(program, self._view.fused_activations())
                 self._plans[key] = Executable(program, self._search(program))
         return self._plans[key]
 

@@ -105,6 +105,10 @@ class NumbaBackend(_Base):
         self.compiled_steps = 0
         self.fallback_steps = 0
 
+    def fused_activations(self) -> set[tuple[str, str]]:
+        """Conv applies a fused relu/clip/sigmoid/tanh in its bias pass (``conv.plan``)."""
+        return {("", "Conv")}
+
     def native_ops(self) -> set[tuple[str, str]]:
         """numba kernels for Conv, pooling, softmax, layer norm; every other composite op runs
         the reference numpy kernel."""

@@ -32,7 +32,7 @@ import numba
 import numpy as np
 
 from walle_backend_numba.jit import dual
-from walle_backend_numba.matmul import COLUMN, epilogue
+from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue
 from walle_core.ir.primitives import TensorSpec
 
 VARIANTS = ("pointwise", "depthwise", "im2col", "winograd2", "winograd4")
@@ -342,16 +342,24 @@ def _weights_cache(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[A
     return get
 
 
-def _build(geo: Geom, variant: str) -> ConvRun:
+def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] = ()
+           ) -> ConvRun:
+    """The runner of one variant; ``act`` (``matmul.ACTS`` code) is a fused activation applied
+    in the same pass as the bias."""
     n, m, g, mg, cg = geo.n, geo.m, geo.g, geo.mg, geo.cg
     kh, kw, oh, ow, h, wd = geo.kh, geo.kw, geo.oh, geo.ow, geo.h, geo.w
     dtype = geo.dtype
     one, zero = dtype.type(1), dtype.type(0)
+    lo = dtype.type(act_params[0]) if act_params else zero
+    hi = dtype.type(act_params[1]) if len(act_params) > 1 else zero
     post = epilogue.pick(n * m * oh * ow)
+    no_bias_vec = np.zeros(1, dtype)
 
     def add_bias(yb: Any, bias: Any) -> None:
         if bias is not None:
-            post(yb.reshape(n * m, oh * ow), one, bias.reshape(-1), COLUMN, one, 0, zero, zero, m)
+            post(yb.reshape(n * m, oh * ow), one, bias.reshape(-1), COLUMN, one, act, lo, hi, m)
+        elif act:
+            post(yb.reshape(n * m, oh * ow), one, no_bias_vec, NO_BIAS, zero, act, lo, hi, m)
 
     if variant == "depthwise":
         dw_kernel = depthwise.pick(geo.macs)
@@ -423,6 +431,8 @@ def _build(geo: Geom, variant: str) -> ConvRun:
                 for k in range(a * a):
                     np.matmul(u[k], v[k], out=mm[k])
                 outof(mm, yb[i], at, b, bias is not None, tw)
+            if act:
+                post(yb.reshape(n * m, oh * ow), one, no_bias, NO_BIAS, zero, act, lo, hi, m)
 
         return run_winograd
 
@@ -457,7 +467,13 @@ def geometry_nd(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSp
 
 def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | None,
          y: TensorSpec, variant: str | None = None) -> ConvRun | None:
-    """A runner for this Conv with ``variant`` (None: the default for the shape), or None."""
+    """A runner for this Conv with ``variant`` (None: the default for the shape), or None.
+
+    ``attrs["fused_activation"]`` / ``attrs["fused_act_params"]`` (set by the core's epilogue
+    fusion) are applied in the bias pass."""
+    activation = attrs.get("fused_activation", "")
+    if activation not in ACTS:
+        return None
     if len(x.shape) == 3:
         attrs2, x2, w2, y2 = as_2d(attrs, x, w, y)
         inner = plan(attrs2, x2, w2, b, y2, variant)
@@ -479,7 +495,7 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
         variant = options[0]
     elif variant not in options:
         return None
-    run = _build(geo, variant)
+    run = _build(geo, variant, ACTS[activation], tuple(attrs.get("fused_act_params", ())))
     if geo.io_dtype == geo.dtype:
         return run
     # float16: compute in float32 (one rounding at the end, like an fp32-accumulating GEMM)

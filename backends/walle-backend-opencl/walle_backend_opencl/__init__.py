@@ -207,6 +207,10 @@ class OpenCLBackend(ExecutionBackend):
         Every other composite op is a reference (host) kernel placed by the core's search."""
         return {("", "Conv")}
 
+    def fused_activations(self) -> set[tuple[str, str]]:
+        """The Conv kernel applies ``attrs["fused_activation"]`` in its store (``conv.py``)."""
+        return {("", "Conv")}
+
     def prefers_native(self, domain: str, op_type: str) -> bool:
         """Conv runs as one native step rather than im2col raster + MatMul (see README)."""
         return (domain, op_type) == ("", "Conv")

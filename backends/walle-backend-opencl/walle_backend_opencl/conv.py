@@ -117,7 +117,7 @@ def plan(rt: Runtime, prim: Kernel, ins: list[TensorSpec | None], out: TensorSpe
     if dt.kind != "f" or rt.ctype(dt) is None or any(
             s.dtype.np != dt for s in (x, w, bias) if s is not None):
         return None
-    activation = prim.attrs.get("activation", "")
+    activation = prim.attrs.get("fused_activation", "")
     if activation not in ACTS or not tile_fits(rt, tile, wpt, dt.itemsize):
         return None
     geo = geometry(prim, x, w)
@@ -133,7 +133,7 @@ def plan(rt: Runtime, prim: Kernel, ins: list[TensorSpec | None], out: TensorSpe
                "BIAS": int(bias is not None), "ACT": ACTS[activation]}
     header = "".join(f"#define {key} {value}\n" for key, value in defines.items())
     kernel = rt.cl.Kernel(rt.program(header + SOURCE), "conv")
-    params = prim.attrs.get("act_params", (0.0, 0.0)) if activation == "clip" else (0.0, 0.0)
+    params = prim.attrs.get("fused_act_params", (0.0, 0.0)) if activation == "clip" else (0.0, 0.0)
     ints = [np.int32(v) for v in (geo["C"], geo["H"], geo["W"], geo["OW"], m, n, k, group,
                                   geo["PT"], geo["PL"])]
     scal = [dt.type(v) for v in params]
