@@ -35,7 +35,7 @@ from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue
 from walle_core.ir.primitives import TensorSpec
 
-VARIANTS = ("pointwise", "depthwise", "im2col", "winograd2", "winograd4")
+VARIANTS = ("pointwise", "depthwise", "depthwise_cl", "im2col", "winograd2", "winograd4")
 ConvRun = Callable[[Any, Any, Any, Any], None]
 
 
@@ -159,6 +159,73 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
             else:
                 for q in range(ow):
                     yrow[q] = np.tanh(acc[q])
+
+
+@dual(fastmath={"contract"})
+def depthwise_cl(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int, sw: int,
+                 ph: int, pw: int, dh: int, dw: int, act: int, lo: Any,
+                 hi: Any) -> None:  # pragma: no cover
+    """Depthwise conv through a channels-last padded copy: the inner loop runs over channels.
+
+    For deep, small planes (MobileNet's 14x14 and 7x7 stages with 384-960 channels) a per-plane
+    loop is all overhead; here each output pixel accumulates a whole channel vector per tap
+    (contiguous, vectorised), and the result is stored back to NCHW with bias and activation.
+    """
+    n_, c_, h, w = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    kh, kw = wt.shape[2], wt.shape[3]
+    hp = (oh - 1) * sh + (kh - 1) * dh + 1
+    wp = (ow - 1) * sw + (kw - 1) * dw + 1
+    zero = lo - lo
+    one = zero + 1
+    wk = np.empty((kh, kw, c_), x.dtype)
+    for ch in range(c_):
+        for i in range(kh):
+            for j in range(kw):
+                wk[i, j, ch] = wt[ch, 0, i, j]
+    b = np.zeros(c_, x.dtype)
+    if has_bias:
+        for ch in range(c_):
+            b[ch] = bias[ch]
+    s0 = max(0, pw)
+    s1 = min(wp, w + pw)
+    for n in range(n_):
+        xp = np.zeros((hp, wp, c_), x.dtype)
+        for ch in range(c_):
+            for r in range(hp):
+                ih = r - ph
+                if 0 <= ih < h and s1 > s0:
+                    src = x[n, ch, ih, s0 - pw:s1 - pw]
+                    for k in range(s1 - s0):
+                        xp[r, s0 + k, ch] = src[k]
+        for p in numba.prange(oh):
+            acc = np.empty(c_, x.dtype)
+            for q in range(ow):
+                for ch in range(c_):
+                    acc[ch] = b[ch]
+                for i in range(kh):
+                    for j in range(kw):
+                        src = xp[p * sh + i * dh, q * sw + j * dw]
+                        wv = wk[i, j]
+                        for ch in range(c_):
+                            acc[ch] += wv[ch] * src[ch]
+                if act == 1:
+                    for ch in range(c_):
+                        v = acc[ch]
+                        acc[ch] = v if not (v < 0) else zero
+                elif act == 2:
+                    for ch in range(c_):
+                        v = acc[ch]
+                        acc[ch] = lo if v < lo else (hi if v > hi else v)
+                elif act == 3:
+                    for ch in range(c_):
+                        acc[ch] = one / (one + np.exp(-acc[ch]))
+                elif act == 4:
+                    for ch in range(c_):
+                        acc[ch] = np.tanh(acc[ch])
+                out = y[n, :, p, q]
+                for ch in range(c_):
+                    out[ch] = acc[ch]
 
 
 # ---- Winograd --------------------------------------------------------------------------------
@@ -355,7 +422,7 @@ class Geom:
         """The algorithms that can run this conv, the default first."""
         out = []
         if self.cg == 1 and self.mg == 1:
-            out.append("depthwise")
+            out += ["depthwise", "depthwise_cl"]
         if (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0) \
                 and (self.oh, self.ow) == (self.h, self.w):
             out.append("pointwise")
@@ -430,8 +497,8 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         elif act:
             post(yb.reshape(n * m, oh * ow), one, no_bias_vec, NO_BIAS, zero, act, lo, hi, m)
 
-    if variant == "depthwise":
-        dw_kernel = depthwise_padded.pick(geo.macs)
+    if variant in ("depthwise", "depthwise_cl"):
+        dw_kernel = (depthwise_padded if variant == "depthwise" else depthwise_cl).pick(geo.macs)
 
         def run_depthwise(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
             b = bias.reshape(-1) if bias is not None else no_bias_vec
@@ -594,7 +661,7 @@ def analytic_seconds(geo: Geom, variant: str, profile: Any) -> float:
         return count * (flops / max(profile.gemm_rate(flops), 1.0) + profile.launch_s * 0.2)
 
     bias = out_elems * item * 2 / ew
-    if variant == "depthwise":
+    if variant in ("depthwise", "depthwise_cl"):
         return profile.launch_s + geo.macs * 3 * item / ew
     if variant == "pointwise":
         return profile.launch_s + gemm(geo.mg, geo.oh * geo.ow, geo.cg, geo.n * geo.g) + bias
@@ -620,6 +687,7 @@ CALIBRATION = (
     ("conv3x3", "winograd2", (1, 32, 28, 28), (32, 32, 3, 3), 1),
     ("conv3x3", "winograd4", (1, 32, 28, 28), (32, 32, 3, 3), 1),
     ("dw3x3", "depthwise", (1, 64, 28, 28), (64, 1, 3, 3), 1),
+    ("dw3x3", "depthwise_cl", (1, 64, 28, 28), (64, 1, 3, 3), 1),
     ("pw", "pointwise", (1, 32, 28, 28), (64, 32, 1, 1), 0),
 )
 

@@ -23,7 +23,8 @@ KERNELS_VERSION = 2
 
 CONV_NOTES = {
     "pointwise": "1x1 conv as GEMM on NCHW",
-    "depthwise": "direct depthwise loop",
+    "depthwise": "direct depthwise loop per channel plane",
+    "depthwise_cl": "depthwise over a channels-last copy (inner loop over channels)",
     "im2col": "im2col + BLAS GEMM",
     "winograd2": "Winograd F(2x2,3x3): 16 GEMMs on transformed tiles",
     "winograd4": "Winograd F(4x4,3x3): 36 GEMMs on transformed tiles",
