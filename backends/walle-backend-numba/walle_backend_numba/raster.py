@@ -23,6 +23,64 @@ TILE = 32
 Dims = list[tuple[int, int, int]]  # (size, src stride, dst stride), outermost first
 
 
+@numba.njit(cache=True, inline="always")
+def _copy_run(src: Any, sb: int, s2: int, dst: Any, db: int, d2: int, n2: int,
+              accumulate: bool) -> None:  # pragma: no cover
+    """One innermost run. Through slices (views), the loop counter indexes without numba's
+    negative-index wraparound check, so unit-stride runs become vector copies."""
+    if n2 <= 0:
+        return
+    if s2 == 1 and d2 == 1:
+        sv = src[sb:sb + n2]
+        dv = dst[db:db + n2]
+        if accumulate:
+            for k in range(n2):
+                dv[k] += sv[k]
+        else:
+            dv[:] = sv
+    elif s2 > 0 and d2 == 1:  # gather into a contiguous run
+        sv = src[sb:sb + (n2 - 1) * s2 + 1:s2]
+        dc = dst[db:db + n2]
+        if accumulate:
+            for k in range(n2):
+                dc[k] += sv[k]
+        else:
+            for k in range(n2):
+                dc[k] = sv[k]
+    elif s2 > 0 and d2 > 0:
+        sv = src[sb:sb + (n2 - 1) * s2 + 1:s2]
+        dv = dst[db:db + (n2 - 1) * d2 + 1:d2]
+        if accumulate:
+            for k in range(n2):
+                dv[k] += sv[k]
+        else:
+            for k in range(n2):
+                dv[k] = sv[k]
+    elif s2 == 0 and d2 == 1:  # broadcast one source element into a contiguous run
+        dc = dst[db:db + n2]
+        if accumulate:
+            for k in range(n2):
+                dc[k] += src[sb]
+        else:
+            dc[:] = src[sb]
+    elif s2 == 0 and d2 > 0:  # broadcast one source element
+        dv = dst[db:db + (n2 - 1) * d2 + 1:d2]
+        v = src[sb]
+        if accumulate:
+            for k in range(n2):
+                dv[k] += v
+        else:
+            for k in range(n2):
+                dv[k] = v
+    else:  # negative strides: index directly
+        if accumulate:
+            for k in range(n2):
+                dst[db + k * d2] += src[sb + k * s2]
+        else:
+            for k in range(n2):
+                dst[db + k * d2] = src[sb + k * s2]
+
+
 @dual()
 def copy_table(src: Any, dst: Any, table: Any, accumulate: bool) -> None:  # pragma: no cover
     """Each table row: src_off, ss0, ss1, ss2, dst_off, ds0, ds1, ds2, n0, n1, n2, parallel."""
@@ -31,25 +89,13 @@ def copy_table(src: Any, dst: Any, table: Any, accumulate: bool) -> None:  # pra
         if par:
             for i in numba.prange(n0):
                 for j in range(n1):
-                    sb = so + i * s0 + j * s1
-                    db = do + i * d0 + j * d1
-                    if accumulate:
-                        for k in range(n2):
-                            dst[db + k * d2] += src[sb + k * s2]
-                    else:
-                        for k in range(n2):
-                            dst[db + k * d2] = src[sb + k * s2]
+                    _copy_run(src, so + i * s0 + j * s1, s2, dst, do + i * d0 + j * d1, d2, n2,
+                              accumulate)
         else:
             for i in range(n0):
                 for j in range(n1):
-                    sb = so + i * s0 + j * s1
-                    db = do + i * d0 + j * d1
-                    if accumulate:
-                        for k in range(n2):
-                            dst[db + k * d2] += src[sb + k * s2]
-                    else:
-                        for k in range(n2):
-                            dst[db + k * d2] = src[sb + k * s2]
+                    _copy_run(src, so + i * s0 + j * s1, s2, dst, do + i * d0 + j * d1, d2, n2,
+                              accumulate)
 
 
 @dual()
@@ -96,7 +142,7 @@ def transpose_args(dims: Dims) -> tuple[int, int, int, int] | None:
     if len(dims) != 2 or not injective(dims):
         return None
     for di, sj in ((dims[0], dims[1]), (dims[1], dims[0])):
-        if di[2] == 1 and sj[1] == 1 and di[1] != 1:
+        if di[2] == 1 and sj[1] == 1 and di[1] > 1 and sj[2] > 1:  # not a stride-0 broadcast
             return di[1], sj[2], di[0], sj[0]
     return None
 
