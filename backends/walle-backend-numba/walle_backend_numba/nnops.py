@@ -71,19 +71,27 @@ def pool2d(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
                     off = j * dw - pl
                     lo = max(0, (-off + sw - 1) // sw)
                     hi = min(ow, (w - 1 - off) // sw + 1) if w - 1 - off >= 0 else 0
-                    if is_max:
-                        if sw == 1:
-                            for q in range(lo, hi):
-                                yrow[q] = max(yrow[q], xrow[q + off])
+                    if hi <= lo:
+                        continue
+                    # views indexed by the loop counter: no wraparound checks, and a unit-step
+                    # slice stays contiguous, so the loops vectorise
+                    dst = yrow[lo:hi]
+                    if sw == 1:
+                        src1 = xrow[lo + off:hi + off]
+                        if is_max:
+                            for k in range(hi - lo):
+                                dst[k] = max(dst[k], src1[k])
                         else:
-                            for q in range(lo, hi):
-                                yrow[q] = max(yrow[q], xrow[q * sw + off])
-                    elif sw == 1:
-                        for q in range(lo, hi):
-                            yrow[q] += xrow[q + off]
+                            for k in range(hi - lo):
+                                dst[k] += src1[k]
                     else:
-                        for q in range(lo, hi):
-                            yrow[q] += xrow[q * sw + off]
+                        src = xrow[lo * sw + off:(hi - 1) * sw + off + 1:sw]
+                        if is_max:
+                            for k in range(hi - lo):
+                                dst[k] = max(dst[k], src[k])
+                        else:
+                            for k in range(hi - lo):
+                                dst[k] += src[k]
             if not is_max:
                 inv_rows = 1.0 / max(rows, 1)
                 for q in range(ow):
