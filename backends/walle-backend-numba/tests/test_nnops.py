@@ -1,4 +1,4 @@
-"""Native pooling, softmax and layer-norm kernels match the reference numpy kernels."""
+"""Native pooling, softmax, layer-norm and LRN kernels match the reference numpy kernels."""
 
 from __future__ import annotations
 
@@ -108,3 +108,13 @@ def test_native_sets_agree() -> None:
     from walle_backend_numba import nnops
 
     assert nnops.NATIVE | {"Conv"} == walle_backend_numba.NUMBA_NATIVE
+
+
+@pytest.mark.parametrize("xs", [(1, 7, 5, 5), (2, 16, 9), (1, 3, 4, 4)])
+@pytest.mark.parametrize("size,beta", [(5, 0.75), (3, 0.5), (4, 1.0), (2, 0.6)])
+def test_lrn(xs: tuple[int, ...], size: int, beta: float) -> None:
+    x = RNG.standard_normal(xs).astype(np.float32) * 3
+    attrs = {"size": size, "alpha": 2e-3, "beta": beta, "bias": 1.5}
+    got, want, fast = run_both(_kernel("LRN", attrs, 13), [x], [xs], [np.float32])
+    assert fast  # the numba kernel ran, not the reference fallback
+    assert_close(got[0], want[0])

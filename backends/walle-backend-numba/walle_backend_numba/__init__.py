@@ -38,7 +38,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 #: Composite ops with numba kernels (nnops.NATIVE plus Conv), and those run natively rather
 #: than decomposed (kept here so that listing backends does not import numba).
 NUMBA_NATIVE = frozenset({"Conv", "MaxPool", "AveragePool", "GlobalAveragePool",
-                          "GlobalMaxPool", "Softmax", "LogSoftmax", "LayerNormalization"})
+                          "GlobalMaxPool", "Softmax", "LogSoftmax", "LayerNormalization", "LRN"})
 PREFERRED_NATIVE = NUMBA_NATIVE
 
 _SIMD_FLAGS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "neon", "sve")

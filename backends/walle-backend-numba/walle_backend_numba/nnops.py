@@ -323,8 +323,61 @@ def plan_layer_norm(attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
     return run
 
 
+# ---- LRN ----------------------------------------------------------------------
+
+@dual(fastmath=SAFE_MATH)
+def lrn(x: Any, y: Any, lo: int, hi: int, k: Any, bias: Any, beta: Any,
+        mode: int) -> None:  # pragma: no cover
+    """y[n, c] = x[n, c] / (bias + k * sum_{c' in [c-lo, c+hi]} x[n, c']^2) ** beta over
+    x [N, C, S]. The window sum is accumulated in float64 per pixel row (vectorised over S);
+    beta 0.75 / 0.5 / 1 take sqrt forms instead of a scalar pow per element (``mode``)."""
+    n_, c_, sp = x.shape
+    for nc in numba.prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        acc = np.zeros(sp, np.float64)
+        for j in range(max(0, c - lo), min(c_, c + hi + 1)):
+            xr = x[n, j]
+            for i in range(sp):
+                v = np.float64(xr[i])
+                acc[i] += v * v
+        xo = x[n, c]
+        yo = y[n, c]
+        for i in range(sp):
+            d = bias + k * acc[i]
+            if mode == 1:  # beta = 0.75
+                r = np.sqrt(d)
+                d = r * np.sqrt(r)
+            elif mode == 2:  # beta = 0.5
+                d = np.sqrt(d)
+            elif mode == 0:
+                d = d ** beta
+            yo[i] = xo[i] / d
+
+
+def plan_lrn(attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
+             outs: Sequence[TensorSpec]) -> Run | None:
+    x = ins[0] if ins else None
+    if x is None or len(x.shape) < 3 or x.dtype.np.name not in FLOATS or outs[0].dtype != x.dtype:
+        return None
+    size = int(attrs["size"])
+    alpha, beta = float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75))
+    bias = float(attrs.get("bias", 1.0))
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    mode = {0.75: 1, 0.5: 2, 1.0: 3}.get(beta, 0)
+    n, c = x.shape[0], x.shape[1]
+    sp = int(np.prod(x.shape[2:]))
+    kernel = lrn.pick(x.size * size)
+
+    def run(i: list[Any], o: list[Any]) -> None:
+        kernel(i[0].reshape(n, c, sp), o[0].reshape(n, c, sp), lo, hi, alpha / size, bias, beta,
+               mode)
+
+    return run
+
+
 NATIVE = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Softmax",
-                    "LogSoftmax", "LayerNormalization"})
+                    "LogSoftmax", "LayerNormalization", "LRN"})
 
 
 def plan(op: str, attrs: dict[str, Any], opset: int, ins: Sequence[TensorSpec | None],
@@ -335,4 +388,6 @@ def plan(op: str, attrs: dict[str, Any], opset: int, ins: Sequence[TensorSpec | 
         return plan_softmax(op, attrs, opset, ins, outs)
     if op == "LayerNormalization":
         return plan_layer_norm(attrs, ins, outs)
+    if op == "LRN":
+        return plan_lrn(attrs, ins, outs)
     return None
