@@ -37,6 +37,12 @@ POOLS = [
     ((1, 3, 8, 8), {"kernel_shape": [2, 2], "dilations": [2, 2]}),
     ((1, 3, 7, 6), {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
     ((1, 3, 7, 6), {"kernel_shape": [2, 2], "strides": [1, 1], "auto_pad": "SAME_LOWER"}),
+    # stride 1 and large enough for the all-planes flat kernel (pool_flat)
+    ((1, 8, 20, 20), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ((1, 8, 20, 21), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    ((2, 6, 17, 15), {"kernel_shape": [2, 3], "pads": [0, 1, 1, 0]}),
+    ((1, 8, 16, 16), {"kernel_shape": [3, 3]}),
+    ((1, 9, 19, 18), {"kernel_shape": [3, 2], "auto_pad": "SAME_UPPER"}),
 ]
 
 

@@ -99,6 +99,62 @@ def pool2d(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
 
 
 @dual(fastmath=SAFE_MATH)
+def pool_flat(x: Any, y: Any, kh: int, kw: int, pt: int, pl: int, is_max: bool,
+              scale: Any) -> None:  # pragma: no cover
+    """Stride-1, dilation-1 pooling over every plane at once.
+
+    All planes are copied into one padded buffer [planes, hp, wp] (pad value -inf or 0) and
+    each tap is then ONE long vectorised loop over the whole buffer at a constant flat offset
+    (``i*wp + j``); windows that straddle two rows or planes only land in columns/rows that
+    are never extracted. Per-(plane, row, tap) loop set-up, which dominated 7x7-28x28 planes,
+    drops to one per tap. ``scale`` [oh, ow] is the average divisor's inverse (unused for max).
+    """
+    n_, c_, h, w = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    hp, wp = oh + kh - 1, ow + kw - 1
+    planes = n_ * c_
+    total = planes * hp * wp
+    pad = -np.inf if is_max else 0.0
+    xp = np.full(total, pad, x.dtype)
+    acc = np.full(total, pad, x.dtype)
+    w_in = min(w, wp - pl)
+    for pn in range(planes):
+        n = pn // c_
+        c = pn % c_
+        for r in range(h):
+            rr = pt + r
+            if rr < hp and w_in > 0:
+                base = (pn * hp + rr) * wp + pl
+                xp[base:base + w_in] = x[n, c, r, :w_in]
+    span = total - (kh - 1) * wp - (kw - 1)
+    a = acc[:span]
+    for i in range(kh):
+        for j in range(kw):
+            off = i * wp + j
+            src = xp[off:off + span]
+            if is_max:
+                for t in range(span):
+                    a[t] = max(a[t], src[t])
+            else:
+                for t in range(span):
+                    a[t] += src[t]
+    for pn in range(planes):
+        n = pn // c_
+        c = pn % c_
+        for p in range(oh):
+            base = (pn * hp + p) * wp
+            row = acc[base:base + ow]
+            yrow = y[n, c, p]
+            if is_max:
+                for q in range(ow):
+                    yrow[q] = row[q]
+            else:
+                sc = scale[p]
+                for q in range(ow):
+                    yrow[q] = row[q] * sc[q]
+
+
+@dual(fastmath=SAFE_MATH)
 def global_pool(x: Any, y: Any, is_max: bool) -> None:  # pragma: no cover
     """y[r] = mean or max of x[r, :] (x is [N*C, H*W])."""
     rows, n = x.shape
@@ -171,6 +227,18 @@ def plan_pool(op: str, attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
         lo_h, hi_h, lo_w, hi_w = -pads[0], h + pads[2], -pads[1], w + pads[3]
     else:
         lo_h, hi_h, lo_w, hi_w = 0, h, 0, w
+    oh, ow = y.shape[2], y.shape[3]
+    if s == [1, 1] and d == [1, 1] and min(pads) >= 0 and oh + k[0] - 1 >= pads[0] + h and \
+            ow + k[1] - 1 >= pads[1] + w and y.size * k[0] * k[1] >= 4096:
+        # divisor: window cells inside [lo, hi) per output position (the reference's count)
+        rows = np.array([sum(lo_h <= p - pads[0] + i < hi_h for i in range(k[0]))
+                         for p in range(oh)], np.float64)
+        cols = np.array([sum(lo_w <= q - pads[1] + j < hi_w for j in range(k[1]))
+                         for q in range(ow)], np.float64)
+        scale = (1.0 / np.maximum(np.outer(rows, cols), 1)).astype(x.dtype.np)
+        flat = pool_flat.serial
+        kh, kw, pt, pl = k[0], k[1], pads[0], pads[1]
+        return lambda i, o: flat(i[0], o[0], kh, kw, pt, pl, is_max, scale)
     kernel = pool2d.pick(y.size * k[0] * k[1])
     args = (k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1], is_max, lo_h, hi_h, lo_w, hi_w)
     return lambda i, o: kernel(i[0], o[0], *args)
