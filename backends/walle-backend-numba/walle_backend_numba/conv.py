@@ -92,6 +92,31 @@ def depthwise(x: Any, wt: Any, y: Any, sh: int, sw: int, ph: int, pw: int, dh: i
                             yrow[q] += wv * xrow[q * sw + off]
 
 
+@numba.njit(cache=True, inline="always", fastmath={"contract"})
+def _act_row(src: Any, yrow: Any, act: int, lo: Any, hi: Any) -> None:  # pragma: no cover
+    """yrow = act(src) for the fused activations (0 none, 1 relu, 2 clip, 3 sigmoid, 4 tanh)."""
+    zero = lo - lo
+    one = zero + 1
+    n = yrow.shape[0]
+    if act == 0:
+        for q in range(n):
+            yrow[q] = src[q]
+    elif act == 1:
+        for q in range(n):
+            v = src[q]
+            yrow[q] = v if not (v < 0) else zero
+    elif act == 2:
+        for q in range(n):
+            v = src[q]
+            yrow[q] = lo if v < lo else (hi if v > hi else v)
+    elif act == 3:
+        for q in range(n):
+            yrow[q] = one / (one + np.exp(-src[q]))
+    else:
+        for q in range(n):
+            yrow[q] = np.tanh(src[q])
+
+
 @dual(fastmath={"contract"})
 def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int, sw: int,
                      ph: int, pw: int, dh: int, dw: int, act: int, lo: Any,
@@ -121,6 +146,23 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
             if 0 <= ih < h and s1 > s0:
                 xp[r, s0:s1] = x[n, c, ih, s0 - pw:s1 - pw]
         b = bias[c] if has_bias else zero
+        if sh == 1 and sw == 1 and dh == 1 and dw == 1:
+            # stride 1: each tap is ONE loop over the flattened plane at offset i*wp + j
+            # (windows that wrap across rows land only in columns never extracted)
+            flat = xp.reshape(hp * wp)
+            total = (oh - 1) * wp + ow
+            accf = np.empty(total, x.dtype)
+            for t in range(total):
+                accf[t] = b
+            for i in range(kh):
+                for j in range(kw):
+                    wv = wt[c, 0, i, j]
+                    src = flat[i * wp + j:i * wp + j + total]
+                    for t in range(total):
+                        accf[t] += wv * src[t]
+            for p in range(oh):
+                _act_row(accf[p * wp:p * wp + ow], y[n, c, p], act, lo, hi)
+            continue
         acc = np.empty(ow, x.dtype)
         span = (ow - 1) * sw + 1
         for p in range(oh):
