@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from walle_backend_numba import conv, elementwise, matmul, nnops, raster, reduce
+from walle_backend_numba import conv, elementwise, gather, matmul, nnops, raster, reduce
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import (
     Elementwise,
     Kernel,
+    Loop,
     MatMul,
     Primitive,
     Raster,
@@ -82,6 +83,8 @@ def plan_step(prim: Primitive, ins: Sequence[TensorSpec | None],
     default), or None to use numpy."""
     if isinstance(prim, Raster):
         return plan_raster(prim, ins, outs[0])
+    if isinstance(prim, Loop):
+        return gather.plan(prim, ins, outs[0])
     if isinstance(prim, Elementwise):
         return plan_elementwise(prim, ins, outs[0])
     if isinstance(prim, Reduce) and ins[0] is not None:
