@@ -2,9 +2,9 @@
 
 - ``pointwise`` (1x1, stride 1, no padding): ``y[n, g] = W[g] @ x[n, g]`` straight on the NCHW
   buffers (GEMM, no copy at all).
-- ``depthwise`` (one input channel per group): a direct numba loop per (n, c) plane; the valid
-  output columns for each kernel tap are computed up front so the inner loop has no branches
-  and vectorises.
+- ``depthwise`` (one input channel per group): a numba loop per (n, c) plane over a zero-padded
+  copy (stride 1: one loop per tap over the flattened plane); ``depthwise_cl`` the same through
+  a channels-last copy, for deep, small planes. Bias and activation in the same pass.
 - ``im2col`` (any conv): numba im2col into a scratch matrix ``[C/G*KH*KW, OH*OW]``, then one
   BLAS GEMM per (n, g) into the output.
 - ``winograd2`` / ``winograd4`` (3x3, stride 1, dilation 1, group 1): Winograd F(2x2,3x3) /
@@ -60,38 +60,6 @@ def im2col(x: Any, col: Any, c0: int, cg: int, kh: int, kw: int, sh: int, sw: in
                 col[row, base + q] = x[c0 + c, ih, iw] if 0 <= iw < w else 0
 
 
-@dual(fastmath={"contract"})
-def depthwise(x: Any, wt: Any, y: Any, sh: int, sw: int, ph: int, pw: int, dh: int,
-              dw: int) -> None:  # pragma: no cover
-    """y[n, c] = sum_ij wt[c, 0, i, j] * x[n, c, p*sh + i*dh - ph, q*sw + j*dw - pw]."""
-    n_, c_, h, w = x.shape
-    oh, ow = y.shape[2], y.shape[3]
-    kh, kw = wt.shape[2], wt.shape[3]
-    for nc in numba.prange(n_ * c_):
-        n = nc // c_
-        c = nc % c_
-        for p in range(oh):
-            for q in range(ow):
-                y[n, c, p, q] = 0
-            for i in range(kh):
-                ih = p * sh + i * dh - ph
-                if ih < 0 or ih >= h:
-                    continue
-                for j in range(kw):
-                    off = j * dw - pw
-                    lo = max(0, (-off + sw - 1) // sw)
-                    hi = min(ow, (w - 1 - off) // sw + 1) if w - 1 - off >= 0 else 0
-                    wv = wt[c, 0, i, j]
-                    yrow = y[n, c, p]
-                    xrow = x[n, c, ih]
-                    if sw == 1:  # contiguous on both sides: vectorises
-                        for q in range(lo, hi):
-                            yrow[q] += wv * xrow[q + off]
-                    else:
-                        for q in range(lo, hi):
-                            yrow[q] += wv * xrow[q * sw + off]
-
-
 @numba.njit(cache=True, inline="always", fastmath={"contract"})
 def _act_row(src: Any, yrow: Any, act: int, lo: Any, hi: Any) -> None:  # pragma: no cover
     """yrow = act(src) for the fused activations (0 none, 1 relu, 2 clip, 3 sigmoid, 4 tanh)."""
@@ -134,7 +102,6 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
     hp = (oh - 1) * sh + (kh - 1) * dh + 1
     wp = (ow - 1) * sw + (kw - 1) * dw + 1
     zero = lo - lo
-    one = zero + 1
     for nc in numba.prange(n_ * c_):
         n = nc // c_
         c = nc % c_
@@ -183,24 +150,7 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
                         tap = row[j * dw:j * dw + span:sw]
                         for q in range(ow):
                             acc[q] += wv * tap[q]
-            yrow = y[n, c, p]
-            if act == 0:
-                for q in range(ow):
-                    yrow[q] = acc[q]
-            elif act == 1:
-                for q in range(ow):
-                    v = acc[q]
-                    yrow[q] = v if not (v < 0) else zero
-            elif act == 2:
-                for q in range(ow):
-                    v = acc[q]
-                    yrow[q] = lo if v < lo else (hi if v > hi else v)
-            elif act == 3:
-                for q in range(ow):
-                    yrow[q] = one / (one + np.exp(-acc[q]))
-            else:
-                for q in range(ow):
-                    yrow[q] = np.tanh(acc[q])
+            _act_row(acc, y[n, c, p], act, lo, hi)
 
 
 @dual(fastmath={"contract"})
@@ -218,8 +168,6 @@ def depthwise_cl(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int, sw
     kh, kw = wt.shape[2], wt.shape[3]
     hp = (oh - 1) * sh + (kh - 1) * dh + 1
     wp = (ow - 1) * sw + (kw - 1) * dw + 1
-    zero = lo - lo
-    one = zero + 1
     wk = np.empty((kh, kw, c_), x.dtype)
     for ch in range(c_):
         for i in range(kh):
@@ -251,23 +199,7 @@ def depthwise_cl(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int, sw
                         wv = wk[i, j]
                         for ch in range(c_):
                             acc[ch] += wv[ch] * src[ch]
-                if act == 1:
-                    for ch in range(c_):
-                        v = acc[ch]
-                        acc[ch] = v if not (v < 0) else zero
-                elif act == 2:
-                    for ch in range(c_):
-                        v = acc[ch]
-                        acc[ch] = lo if v < lo else (hi if v > hi else v)
-                elif act == 3:
-                    for ch in range(c_):
-                        acc[ch] = one / (one + np.exp(-acc[ch]))
-                elif act == 4:
-                    for ch in range(c_):
-                        acc[ch] = np.tanh(acc[ch])
-                out = y[n, :, p, q]
-                for ch in range(c_):
-                    out[ch] = acc[ch]
+                _act_row(acc, y[n, :, p, q], act, lo, hi)
 
 
 # ---- Winograd --------------------------------------------------------------------------------
