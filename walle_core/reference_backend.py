@@ -95,7 +95,7 @@ class ReferenceBackend(ExecutionBackend):
         return reference_native_ops()
 
     def fused_activations(self) -> set[tuple[str, str]]:
-        return reference_native_ops()  # applied after any kernel (apply_activation)
+        return reference_native_ops()  # applied after any kernel (numpy_kernels.activation)
 
     def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
                    outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
@@ -220,19 +220,6 @@ def check_region(r: Region, src_size: int, dst_size: int) -> None:
             raise ExecutionError(f"region {r} reaches outside its {what} ({limit} elements)")
 
 
-def apply_activation(y: np.ndarray, activation: str, params: Sequence[float]) -> np.ndarray:
-    """A fused epilogue on a native kernel's output (see ``fused_activations``)."""
-    if activation == "relu":
-        return np.where(y < 0, np.zeros((), y.dtype), y)
-    if activation == "clip":
-        return np.clip(y, params[0], params[1]).astype(y.dtype)
-    if activation == "sigmoid":
-        return (1 / (1 + np.exp(-y))).astype(y.dtype)
-    if activation == "tanh":
-        return np.tanh(y)
-    raise ExecutionError(f"unknown fused activation {activation!r}")
-
-
 def kernel(prim: Kernel, ins: list[Any], outs: list[Any]) -> None:
     from walle_core.reference_ops import get_kernel
 
@@ -242,8 +229,8 @@ def kernel(prim: Kernel, ins: list[Any], outs: list[Any]) -> None:
     results = list(fn(ins, prim.attrs, prim.opset))
     activation = prim.attrs.get("fused_activation")
     if activation and results:
-        results[0] = apply_activation(np.asarray(results[0]), activation,
-                                      prim.attrs.get("fused_act_params", ()))
+        results[0] = nk.activation(np.asarray(results[0]), activation,
+                                   prim.attrs.get("fused_act_params", ()))
     for out, res in zip(outs, results, strict=False):
         if out is None:
             continue

@@ -8,7 +8,7 @@ them, so folding can never disagree with execution.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -152,16 +152,22 @@ def matmul(prim: MatMul, a: Array, b: Array, bias: Array | None) -> Array:
         y = y * np.asarray(prim.alpha, dtype=y.dtype)
     if bias is not None:
         y = y + (bias if prim.beta == 1.0 else bias * np.asarray(prim.beta, dtype=bias.dtype))
-    act = prim.activation
+    return activation(y, prim.activation, prim.act_params)
+
+
+def activation(y: Array, act: str, params: Sequence[float] = ()) -> Array:
+    """An epilogue activation: MatMul's, or one fused into a native kernel's output."""
+    if act == "":
+        return y
     if act == "relu":
-        y = np.maximum(y, 0)
-    elif act == "clip":
-        y = np.clip(y, prim.act_params[0], prim.act_params[1])
-    elif act == "sigmoid":
-        y = 1 / (1 + np.exp(-y))
-    elif act == "tanh":
-        y = np.tanh(y)
-    return y
+        return np.maximum(y, 0)
+    if act == "clip":
+        return np.clip(y, params[0], params[1])
+    if act == "sigmoid":
+        return 1 / (1 + np.exp(-y))
+    if act == "tanh":
+        return np.tanh(y)
+    raise ExecutionError(f"unknown activation {act!r}")
 
 
 def _grid(size: tuple[int, int, int], strides: tuple[int, int, int]) -> Array:
