@@ -47,9 +47,14 @@ class Availability:
         return cls(ok=False, reason=reason)
 
 
+_STAMPS: dict[type, str] = {}
+
+
 def code_stamp(cls: type) -> str:
     """Version and newest source mtime of the package defining ``cls``: a changed backend
     invalidates what was measured with the old code."""
+    if cls in _STAMPS:  # once per process: listing and statting the package per plan is waste
+        return _STAMPS[cls]
     import os
     import sys
 
@@ -64,7 +69,8 @@ def code_stamp(cls: type) -> str:
     except (OSError, ValueError):
         newest = 0
     version = getattr(sys.modules.get(cls.__module__.split(".")[0]), "__version__", "")
-    return f"{version}@{newest}"
+    _STAMPS[cls] = f"{version}@{newest}"
+    return _STAMPS[cls]
 
 
 def missing_modules(modules: tuple[str, ...]) -> list[str]:

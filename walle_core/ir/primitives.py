@@ -77,6 +77,13 @@ TERNARY_OPS = frozenset({"where", "clip"})
 ELEMENTWISE_OPS = UNARY_OPS | BINARY_OPS | TERNARY_OPS
 
 
+def expr_ops(expr: Expr) -> int:
+    """Operations in an Elementwise expression (inputs and constants count 0)."""
+    if expr[0] in ("in", "const"):
+        return 0
+    return 1 + sum(expr_ops(e) for e in expr[1:])
+
+
 @dataclass(frozen=True)
 class Elementwise(Primitive):
     """``out = expr(inputs)`` computed in ``compute`` dtype, then stored as the output dtype."""

@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 
 from walle_core.ir.graph import Graph
-from walle_core.ir.primitives import Elementwise, MatMul, Raster, Reduce, Step, TensorSpec
+from walle_core.ir.primitives import (
+    Elementwise,
+    MatMul,
+    Raster,
+    Reduce,
+    Step,
+    TensorSpec,
+    expr_ops,
+)
 
 
 def default_specs(graph: Graph, dims: dict[str, int] | None = None) -> dict[str, TensorSpec]:
@@ -29,11 +37,6 @@ def default_specs(graph: Graph, dims: dict[str, int] | None = None) -> dict[str,
     return specs
 
 
-def _expr_ops(expr: Any) -> int:
-    if expr[0] in ("in", "const"):
-        return 0
-    return 1 + sum(_expr_ops(e) for e in expr[1:])
-
 
 def step_flops(step: Step, slots: list[TensorSpec]) -> int:
     prim = step.prim
@@ -43,7 +46,7 @@ def step_flops(step: Step, slots: list[TensorSpec]) -> int:
         k = a[-2] if prim.trans_a else a[-1]
         return 2 * out.size * k
     if isinstance(prim, Elementwise):
-        return out.size * _expr_ops(prim.expr)
+        return out.size * expr_ops(prim.expr)
     if isinstance(prim, Reduce):
         return slots[step.inputs[0]].size
     return 0

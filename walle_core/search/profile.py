@@ -39,6 +39,7 @@ from walle_core.ir.primitives import (
     Region,
     Step,
     TensorSpec,
+    expr_ops,
 )
 
 if TYPE_CHECKING:
@@ -123,14 +124,9 @@ def step_flops(prim: Primitive, inputs: Sequence[TensorSpec | None],
             return 2.0 * inputs[0].size * w[1] * int(np.prod(w[2:]))
         return 2.0 * out.size * per_out
     if isinstance(prim, Elementwise):
-        return float(out.size * max(1, _expr_ops(prim.expr)))
+        return float(out.size * max(1, expr_ops(prim.expr)))
     return 0.0
 
-
-def _expr_ops(expr: Any) -> int:
-    if expr[0] in ("in", "const"):
-        return 0
-    return 1 + sum(_expr_ops(e) for e in expr[1:])
 
 
 def step_bytes(prim: Primitive, inputs: Sequence[TensorSpec | None],
@@ -156,7 +152,7 @@ def work_seconds(p: CostProfile, prim: Primitive, inputs: Sequence[TensorSpec | 
     if isinstance(prim, MatMul):
         return max(flops / p.gemm_rate(flops), nbytes / p.copy_bytes_s)
     if isinstance(prim, Elementwise):
-        ops = max(1, _expr_ops(prim.expr))
+        ops = max(1, expr_ops(prim.expr))
         return nbytes / p.ew_bytes_s * max(1.0, ops / 3)
     if isinstance(prim, Reduce):
         return nbytes / p.reduce_bytes_s
@@ -192,14 +188,23 @@ def load_profile(backend: ExecutionBackend) -> CostProfile | None:
     return profile if profile is not None and profile.key == key else None
 
 
+_LOADED: dict[str, CostProfile] = {}  # cache file -> profile, for this process
+
+
 def get_profile(backend: ExecutionBackend, *, refresh: bool = False,
                 progress: Callable[[str], None] | None = None) -> CostProfile:
-    """The backend's profile on this machine: from the cache, else measured now and cached."""
+    """The backend's profile on this machine: from this process, else from the disk cache, else
+    measured now and cached (read once per process, not once per planned shape)."""
+    memo = str(cache_path(backend.calibration_key(), backend.name))
     if not refresh:
+        if memo in _LOADED:
+            return _LOADED[memo]
         cached = load_profile(backend)
         if cached is not None:
+            _LOADED[memo] = cached
             return cached
     profile = calibrate(backend, progress=progress)
+    _LOADED[memo] = profile
     path = cache_path(profile.key, backend.name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
