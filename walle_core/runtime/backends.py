@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 
 from walle_core.backend import ExecutionBackend
 from walle_core.ir.errors import WalleError
-from walle_core.ir.primitives import Step, TensorSpec
+from walle_core.ir.primitives import TensorSpec
 
 AUTO_DEFAULT = "reference"
 
@@ -117,16 +117,3 @@ class PlanningView(ExecutionBackend):
         first = self.backends[0]
         return (domain, op_type) in first.native_ops() and \
             first.prefers_native_for(domain, op_type, inputs)
-
-
-def assign(steps: list[Step], backends: list[ExecutionBackend]) -> list[ExecutionBackend]:
-    """The backend for each step: the first one that supports it (search refines this)."""
-    chosen = []
-    for step in steps:
-        for backend in backends:
-            if backend.supports(step.prim):
-                chosen.append(backend)
-                break
-        else:
-            raise BackendError(f"no backend supports {step.prim.kind} from {step.origin!r}")
-    return chosen

@@ -48,11 +48,7 @@ class Op:
 class Executable:
     """Program + placement + per-domain memory plans + compiled steps."""
 
-    def __init__(self, program: Program, placement: Placement | ExecutionBackend) -> None:
-        if isinstance(placement, ExecutionBackend):
-            from walle_core.search import single_backend_placement
-
-            placement = single_backend_placement(program, placement)
+    def __init__(self, program: Program, placement: Placement) -> None:
         self.program = program
         self.placement = placement
         consts = program.builder.consts

@@ -162,13 +162,12 @@ def step_rows(exe: Any, specs: dict[str, TensorSpec], measure_runs: int) -> list
                        bytes=nbytes)
         else:
             alg = placement.algorithms[op.index]
-            row["algorithm"] = alg.name if alg is not None else "default"
-            if alg is not None:
-                row["estimated_us"] = round(alg.cost * 1e6, 2)
-                if alg.params:
-                    row["params"] = {k2: v for k2, v in alg.params}
-                if alg.note:
-                    row["why"] = alg.note
+            row["algorithm"] = alg.name
+            row["estimated_us"] = round(alg.cost * 1e6, 2)
+            if alg.params:
+                row["params"] = {k2: v for k2, v in alg.params}
+            if alg.note:
+                row["why"] = alg.note
             alts = placement.candidates[op.index]
             if len(alts) > 1:
                 row["alternatives"] = [f"{b}/{a.name}: {a.cost * 1e6:.1f}us" for b, a in alts]

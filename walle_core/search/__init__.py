@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from walle_core.backend import Algorithm, ExecutionBackend
 from walle_core.ir.errors import WalleError
@@ -49,7 +48,7 @@ class Placement:
 
     primary: ExecutionBackend  # owns feeds and outputs when no step decides otherwise
     backends: list[ExecutionBackend]
-    algorithms: list[Algorithm | None]  # None: the backend's default (no search was run)
+    algorithms: list[Algorithm]
     candidates: list[list[tuple[str, Algorithm]]]  # everything costed, per step
     method: str
     seconds: float = 0.0  # wall time of the search itself
@@ -59,7 +58,7 @@ class Placement:
 
     @property
     def estimated_seconds(self) -> float:
-        return sum(a.cost for a in self.algorithms if a is not None) + self.transfer_seconds
+        return sum(a.cost for a in self.algorithms) + self.transfer_seconds
 
     def domains(self) -> list[str]:
         return [b.memory_domain for b in self.backends]
@@ -140,13 +139,6 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
         candidates=[[(b.name, a) for b, a in opts] for opts in candidates], method=method,
         seconds=time.perf_counter() - t0, transfer_seconds=total_transfer, transfers=count,
         notes=notes)
-
-
-def single_backend_placement(program: Any, backend: ExecutionBackend) -> Placement:
-    """Every step of ``program`` on ``backend`` with its default algorithm (no search)."""
-    n = len(program.steps)
-    return Placement(primary=backend, backends=[backend] * n, algorithms=[None] * n,
-                     candidates=[[] for _ in range(n)], method="one backend, no search")
 
 
 def _options(step: Step, ins: list[TensorSpec | None], outs: list[TensorSpec],
