@@ -22,6 +22,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from walle_backend_numba.conv import scratch
 from walle_backend_numba.jit import dual
 from walle_core.ir.primitives import TensorSpec
 
@@ -99,15 +100,17 @@ def pool2d(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
 
 
 @dual(fastmath=SAFE_MATH)
-def pool_flat(x: Any, y: Any, kh: int, kw: int, pt: int, pl: int, is_max: bool,
-              scale: Any) -> None:  # pragma: no cover
+def pool_flat(x: Any, y: Any, xp: Any, acc: Any, kh: int, kw: int, pt: int, pl: int,
+              is_max: bool, scale: Any) -> None:  # pragma: no cover
     """Stride-1, dilation-1 pooling over every plane at once.
 
     All planes are copied into one padded buffer [planes, hp, wp] (pad value -inf or 0) and
     each tap is then ONE long vectorised loop over the whole buffer at a constant flat offset
     (``i*wp + j``); windows that straddle two rows or planes only land in columns/rows that
     are never extracted. Per-(plane, row, tap) loop set-up, which dominated 7x7-28x28 planes,
-    drops to one per tap. ``scale`` [oh, ow] is the average divisor's inverse (unused for max).
+    drops to one per tap. ``scale`` [oh, ow] is the average divisor's inverse (unused for max);
+    ``xp`` and ``acc`` are flat workspaces of ``planes * hp * wp`` elements (the backend's shared
+    scratch, so a run allocates nothing).
     """
     n_, c_, h, w = x.shape
     oh, ow = y.shape[2], y.shape[3]
@@ -115,8 +118,8 @@ def pool_flat(x: Any, y: Any, kh: int, kw: int, pt: int, pl: int, is_max: bool,
     planes = n_ * c_
     total = planes * hp * wp
     pad = -np.inf if is_max else 0.0
-    xp = np.full(total, pad, x.dtype)
-    acc = np.full(total, pad, x.dtype)
+    xp[:] = pad
+    acc[:] = pad
     w_in = min(w, wp - pl)
     for pn in range(planes):
         n = pn // c_
@@ -238,7 +241,18 @@ def plan_pool(op: str, attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
         scale = (1.0 / np.maximum(np.outer(rows, cols), 1)).astype(x.dtype.np)
         flat = pool_flat.serial
         kh, kw, pt, pl = k[0], k[1], pads[0], pads[1]
-        return lambda i, o: flat(i[0], o[0], kh, kw, pt, pl, is_max, scale)
+        dt = x.dtype.np
+        total = x.shape[0] * x.shape[1] * (oh + kh - 1) * (ow + kw - 1)
+        nbytes = total * dt.itemsize
+        scratch(2 * nbytes)  # reserve now, not on the first run
+
+        def run_flat(i: list[Any], o: list[Any]) -> None:
+            buf = scratch(2 * nbytes)
+            xp = buf[:nbytes].view(dt)
+            acc = buf[nbytes:2 * nbytes].view(dt)
+            flat(i[0], o[0], xp, acc, kh, kw, pt, pl, is_max, scale)
+
+        return run_flat
     kernel = pool2d.pick(y.size * k[0] * k[1])
     args = (k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1], is_max, lo_h, hi_h, lo_w, hi_w)
     return lambda i, o: kernel(i[0], o[0], *args)
