@@ -154,14 +154,15 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
 
 
 @dual(fastmath={"contract"})
-def depthwise_cl(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int, sw: int,
-                 ph: int, pw: int, dh: int, dw: int, act: int, lo: Any,
+def depthwise_cl(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, xp: Any, sh: int,
+                 sw: int, ph: int, pw: int, dh: int, dw: int, act: int, lo: Any,
                  hi: Any) -> None:  # pragma: no cover
     """Depthwise conv through a channels-last padded copy: the inner loop runs over channels.
 
     For deep, small planes (MobileNet's 14x14 and 7x7 stages with 384-960 channels) a per-plane
     loop is all overhead; here each output pixel accumulates a whole channel vector per tap
     (contiguous, vectorised), and the result is stored back to NCHW with bias and activation.
+    ``xp`` is the [hp, wp, C] workspace (the shared scratch: a run allocates no plane).
     """
     n_, c_, h, w = x.shape
     oh, ow = y.shape[2], y.shape[3]
@@ -180,7 +181,7 @@ def depthwise_cl(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int, sw
     s0 = max(0, pw)
     s1 = min(wp, w + pw)
     for n in range(n_):
-        xp = np.zeros((hp, wp, c_), x.dtype)
+        xp[:] = 0
         for ch in range(c_):
             for r in range(hp):
                 ih = r - ph
@@ -472,14 +473,28 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
             post(yb.reshape(n * m, oh * ow), one, no_bias_vec, NO_BIAS, zero, act, lo, hi, m)
 
     if variant in ("depthwise", "depthwise_cl"):
-        dw_kernel = (depthwise_padded if variant == "depthwise" else depthwise_cl).pick(geo.macs)
+        if variant == "depthwise":
+            dw_kernel = depthwise_padded.pick(geo.macs)
 
-        def run_depthwise(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+            def run_depthwise(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+                b = bias.reshape(-1) if bias is not None else no_bias_vec
+                dw_kernel(xb, wb, b, bias is not None, yb, geo.sh, geo.sw, geo.ph, geo.pw,
+                          geo.dh, geo.dw, act, lo, hi)
+
+            return run_depthwise
+        cl_kernel = depthwise_cl.pick(geo.macs)
+        xp_shape = ((oh - 1) * geo.sh + (kh - 1) * geo.dh + 1,
+                    (ow - 1) * geo.sw + (kw - 1) * geo.dw + 1, geo.c)
+        xp_bytes = int(np.prod(xp_shape)) * dtype.itemsize
+        scratch(xp_bytes)  # reserve now, not on the first run
+
+        def run_depthwise_cl(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
             b = bias.reshape(-1) if bias is not None else no_bias_vec
-            dw_kernel(xb, wb, b, bias is not None, yb, geo.sh, geo.sw, geo.ph, geo.pw, geo.dh,
-                      geo.dw, act, lo, hi)
+            xp = _take(scratch(xp_bytes), 0, xp_shape, dtype)
+            cl_kernel(xb, wb, b, bias is not None, yb, xp, geo.sh, geo.sw, geo.ph, geo.pw,
+                      geo.dh, geo.dw, act, lo, hi)
 
-        return run_depthwise
+        return run_depthwise_cl
 
     if variant == "pointwise":
         def run_pointwise(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
