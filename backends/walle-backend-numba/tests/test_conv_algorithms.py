@@ -142,3 +142,35 @@ def test_costs_rank_3x3_variants_like_measurements() -> None:
                             for _ in range(3)) for a in offered}
     cheapest = min(offered, key=lambda a: a.cost).name
     assert measured[cheapest] <= 2.5 * min(measured.values()), (offered, measured)
+
+
+@pytest.mark.parametrize("act,params", [("relu", ()), ("clip", (-0.5, 0.75))])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_every_variant_applies_a_fused_activation(act: str, params: tuple[float, ...],
+                                                  with_bias: bool) -> None:
+    """The activation the core fuses into a Conv step is applied by every variant (Winograd
+    applies it inside its output transform, the others in the bias epilogue)."""
+    from walle_backend_numba import NumbaBackend
+
+    from walle_core.backend import Algorithm
+    from walle_core.ir.primitives import Kernel, Step
+    from walle_core.reference_backend import ReferenceBackend
+    from walle_core.search.profile import CostProfile
+
+    xs, ws = (1, 6, 9, 10), (5, 6, 3, 3)
+    x, w = RNG.standard_normal(xs).astype(np.float32), RNG.standard_normal(ws).astype(np.float32)
+    ins = [x, w] + ([RNG.standard_normal(5).astype(np.float32)] if with_bias else [])
+    plain = Kernel("Conv", "", {"pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}, 17)
+    out = (1, 5, 9, 10)
+    pre = _run(ReferenceBackend(), plain, ins, out)
+    want = np.maximum(pre, 0) if act == "relu" else np.clip(pre, *params)
+    fused = Kernel("Conv", "", dict(plain.attrs, fused_activation=act,  # type: ignore[attr-defined]
+                                    fused_act_params=list(params)), 17)
+    backend = NumbaBackend(threads=2)
+    step = Step(fused, list(range(len(ins))), [len(ins)], "test")
+    offered = backend.algorithms(step, [spec(a) for a in ins], [spec(pre)],
+                                 CostProfile("numba", "k"))
+    assert {"im2col", "winograd2", "winograd4"} <= {a.name for a in offered}
+    for alg in offered:
+        got = _run(backend, fused, ins, out, Algorithm(alg.name, 0.0))
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3, err_msg=alg.name)

@@ -8,10 +8,13 @@
 - ``im2col`` (any conv): numba im2col into a scratch matrix ``[C/G*KH*KW, OH*OW]``, then one
   BLAS GEMM per (n, g) into the output.
 - ``winograd2`` / ``winograd4`` (3x3, stride 1, dilation 1, group 1): Winograd F(2x2,3x3) /
-  F(4x4,3x3). Weights are transformed once (``U = G g G^T``, ``[a*a, M, C]``; cached while the
-  weight buffer is a read-only constant), input tiles ``V = B^T d B`` (``[a*a, C, tiles]``),
-  then a*a GEMMs ``U[k] @ V[k]`` and the output transform ``A^T m A`` with the bias fused.
-  2.25x (F2) or 4x (F4) fewer multiplies than im2col, paid for with the two transforms.
+  F(4x4,3x3). Weights are transformed once (``U = G g G^T``, ``[a*a, C, M]``; cached while the
+  weight buffer is a read-only constant); the input is packed channels-last and zero-padded,
+  tiles ``V = B^T d B`` (``[a*a, tiles, C]``), then a*a GEMMs ``V[k] @ U[k]`` and the output
+  transform ``A^T m A`` with bias and activation fused. The transforms' coefficients are
+  written out and every line is a vector operation over the channels. 2.25x (F2) or 4x (F4)
+  fewer multiplies than im2col, paid for with the two transforms and with GEMMs that are
+  small (tiles x C) and read ``a*a`` times the weights: they win on mid-sized planes.
 
 Scratch (im2col columns, Winograd tiles) comes from one per-thread buffer sized to the largest
 step, so a plan does not hold one scratch matrix per Conv. Bias is added (per output channel)
@@ -224,96 +227,174 @@ def _winograd_matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def winograd_weights(w: np.ndarray, m: int) -> np.ndarray:
-    """U[a*a, M, C] = G w[M, C] G^T per tap pair, in w's dtype (computed in float64)."""
+    """U[a*a, C, M] = (G w[M, C] G^T) per tap pair, in w's dtype (computed in float64)."""
     _, g, _ = _winograd_matrices(m)
     a = m + 2
     u = g @ w.astype(np.float64) @ g.T  # [M, C, a, a]
-    return np.ascontiguousarray(u.transpose(2, 3, 0, 1).reshape(a * a, w.shape[0], w.shape[1])
+    return np.ascontiguousarray(u.transpose(2, 3, 1, 0).reshape(a * a, w.shape[1], w.shape[0])
                                 .astype(w.dtype))
 
 
-@dual(fastmath={"contract"})
-def winograd_input(x: Any, xp: Any, v: Any, bt: Any, m: int, ph: int, pw: int,
-                   tw: int) -> None:  # pragma: no cover
-    """v[i*a + j, c, ti*tw + tj] = (B^T d B)[i, j] for the a x a patch d of tile (ti, tj).
+# float32 constants: an int literal times a float32 would make numba compute in float64
+_F2, _F4, _F5, _F8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 
-    ``xp`` [C, th*m + 2, tw*m + 2] is the zero-padded input (scratch). Per tile row, B^T runs
-    down the rows as whole-row vector ops, then B along the columns with the tiles as the
-    vector dimension; zero coefficients are skipped, so F2 costs adds only.
-    """
+
+@dual(fastmath={"contract"})
+def winograd_pack(x: Any, xp: Any, ph: int, pw: int) -> None:  # pragma: no cover
+    """xp[r + ph, q + pw, c] = x[c, r, q]; the rest of xp (the padding) zero. Channels last,
+    so the transforms below run down contiguous channel vectors."""
     c_, h, w = x.shape
-    hp, wp = xp.shape[1], xp.shape[2]
-    a = bt.shape[0]
-    th = (hp - 2) // m
-    for c in numba.prange(c_):
-        xc = xp[c]
-        xc[:, :] = 0
-        for r in range(h):
-            if 0 <= r + ph < hp:
-                for q in range(w):
-                    if 0 <= q + pw < wp:
-                        xc[r + ph, q + pw] = x[c, r, q]
-        rows = np.empty((a, wp), xp.dtype)
-        for ti in range(th):
-            r0 = ti * m
-            for i in range(a):  # rows[i] = sum_k B^T[i, k] * xc[r0 + k]
-                for q in range(wp):
-                    rows[i, q] = 0
-                for k in range(a):
-                    coef = bt[i, k]
-                    if coef != 0:
-                        for q in range(wp):
-                            rows[i, q] += coef * xc[r0 + k, q]
-            base = ti * tw
-            for i in range(a):
-                for j in range(a):
-                    dst = v[i * a + j, c, base:base + tw]
-                    for t in range(tw):
-                        dst[t] = 0
-                    for k in range(a):
-                        coef = bt[j, k]
-                        if coef != 0:
-                            for t in range(tw):
-                                dst[t] += coef * rows[i, t * m + k]
+    hp, wp = xp.shape[0], xp.shape[1]
+    for r in numba.prange(hp):
+        row = xp[r]
+        ir = r - ph
+        if ir < 0 or ir >= h:
+            row[:, :] = 0
+            continue
+        for q in range(wp):
+            iq = q - pw
+            dst = row[q]
+            if iq < 0 or iq >= w:
+                for c in range(c_):
+                    dst[c] = 0
+            else:
+                src = x[:, ir, iq]
+                for c in range(c_):
+                    dst[c] = src[c]
 
 
 @dual(fastmath={"contract"})
-def winograd_output(mm: Any, y: Any, at: Any, bias: Any, has_bias: bool,
-                    tw: int) -> None:  # pragma: no cover
-    """y[o, ti*m + i, tj*m + s] = (A^T M A)[i, s] (+ bias[o]) for M = mm[:, o, tile], clipped to
-    the output; the tiles of one tile row are the vector dimension."""
+def winograd_input(xp: Any, v: Any, m: int, tw: int) -> None:  # pragma: no cover
+    """v[i*a + j, ti*tw + tj, :] = (B^T d B)[i, j] for the a x a patch d of tile (ti, tj) of
+    the channels-last padded input ``xp`` [HP, WP, C]; every line of the transform is one
+    vector operation over the channels, with B^T's coefficients written out (F2 and F4)."""
+    hp, _, c_ = xp.shape
+    a = m + 2
+    th = (hp - 2) // m
+    for ti in numba.prange(th):
+        t = np.empty((a, a, c_), xp.dtype)
+        for tj in range(tw):
+            r0, q0, tile = ti * m, tj * m, ti * tw + tj
+            for j in range(a):  # down the patch's rows, one column at a time
+                t0, t1, t2, t3 = t[0, j], t[1, j], t[2, j], t[3, j]
+                d0, d1, d2, d3 = xp[r0, q0 + j], xp[r0 + 1, q0 + j], xp[r0 + 2, q0 + j], \
+                    xp[r0 + 3, q0 + j]
+                if m == 2:
+                    for c in range(c_):
+                        t0[c] = d0[c] - d2[c]
+                        t1[c] = d1[c] + d2[c]
+                        t2[c] = d2[c] - d1[c]
+                        t3[c] = d1[c] - d3[c]
+                else:
+                    d4, d5 = xp[r0 + 4, q0 + j], xp[r0 + 5, q0 + j]
+                    t4, t5 = t[4, j], t[5, j]
+                    for c in range(c_):
+                        e1, e2, e3, e4 = d1[c], d2[c], d3[c], d4[c]
+                        t0[c] = _F4 * d0[c] - _F5 * e2 + e4
+                        t1[c] = -_F4 * (e1 + e2) + e3 + e4
+                        t2[c] = _F4 * (e1 - e2) - e3 + e4
+                        t3[c] = _F2 * (e3 - e1) - e2 + e4
+                        t4[c] = _F2 * (e1 - e3) - e2 + e4
+                        t5[c] = _F4 * e1 - _F5 * e3 + d5[c]
+            for i in range(a):  # then along each transformed row
+                s0, s1, s2, s3 = t[i, 0], t[i, 1], t[i, 2], t[i, 3]
+                o0, o1, o2, o3 = v[i * a, tile], v[i * a + 1, tile], v[i * a + 2, tile], \
+                    v[i * a + 3, tile]
+                if m == 2:
+                    for c in range(c_):
+                        o0[c] = s0[c] - s2[c]
+                        o1[c] = s1[c] + s2[c]
+                        o2[c] = s2[c] - s1[c]
+                        o3[c] = s1[c] - s3[c]
+                else:
+                    s4, s5 = t[i, 4], t[i, 5]
+                    o4, o5 = v[i * a + 4, tile], v[i * a + 5, tile]
+                    for c in range(c_):
+                        e1, e2, e3, e4 = s1[c], s2[c], s3[c], s4[c]
+                        o0[c] = _F4 * s0[c] - _F5 * e2 + e4
+                        o1[c] = -_F4 * (e1 + e2) + e3 + e4
+                        o2[c] = _F4 * (e1 - e2) - e3 + e4
+                        o3[c] = _F2 * (e3 - e1) - e2 + e4
+                        o4[c] = _F2 * (e1 - e3) - e2 + e4
+                        o5[c] = _F4 * e1 - _F5 * e3 + s5[c]
+
+
+@numba.njit(cache=True, inline="always")
+def _act1(v: Any, act: int, lo: Any, hi: Any) -> Any:  # pragma: no cover
+    """One value through the fused activation (0 none, 1 relu, 2 clip, 3 sigmoid, 4 tanh)."""
+    if act == 0:
+        return v
+    if act == 1:
+        return v if not (v < 0) else v - v
+    if act == 2:
+        return lo if v < lo else (hi if v > hi else v)
+    if act == 3:
+        return 1 / (1 + np.exp(-v))
+    return np.tanh(v)
+
+
+@dual(fastmath={"contract"})
+def winograd_output(mm: Any, y: Any, m: int, bias: Any, has_bias: bool, act: int, lo: Any,
+                    hi: Any, tw: int) -> None:  # pragma: no cover
+    """y[o, ti*m + i, tj*m + s] = act((A^T M A)[i, s] + bias[o]) for M = mm[:, tile, o]
+    (``mm`` [a*a, tiles, M], output channels last), clipped to the output; A^T's coefficients
+    written out, vector operations over the output channels."""
     m_, oh, ow = y.shape
-    mt, a = at.shape
-    th = -(-oh // mt)
-    for o in numba.prange(m_):
-        b = bias[o] if has_bias else bias[0]  # bias is [0] when there is none
-        tmp = np.empty((mt, a, tw), y.dtype)
-        for ti in range(th):
-            base = ti * tw
-            for i in range(mt):  # tmp[i, j] = sum_k A^T[i, k] * M[k, j] (vectors over tiles)
-                for j in range(a):
-                    for t in range(tw):
-                        tmp[i, j, t] = 0
-                    for k in range(a):
-                        coef = at[i, k]
-                        if coef != 0:
-                            src = mm[k * a + j, o, base:base + tw]
-                            for t in range(tw):
-                                tmp[i, j, t] += coef * src[t]
-            for i in range(mt):
-                r = ti * mt + i
-                if r >= oh:
+    a = m + 2
+    th = -(-oh // m)
+    for ti in numba.prange(th):
+        t = np.empty((m, a, m_), y.dtype)
+        out = np.empty((m, m_), y.dtype)
+        for tj in range(tw):
+            tile = ti * tw + tj
+            for j in range(a):  # A^T down the columns of M
+                r0, r1, r2, r3 = mm[j, tile], mm[a + j, tile], mm[2 * a + j, tile], \
+                    mm[3 * a + j, tile]
+                u0, u1 = t[0, j], t[1, j]
+                if m == 2:
+                    for c in range(m_):
+                        u0[c] = r0[c] + r1[c] + r2[c]
+                        u1[c] = r1[c] - r2[c] - r3[c]
+                else:
+                    r4, r5 = mm[4 * a + j, tile], mm[5 * a + j, tile]
+                    u2, u3 = t[2, j], t[3, j]
+                    for c in range(m_):
+                        e1, e2, e3, e4 = r1[c], r2[c], r3[c], r4[c]
+                        p, q = e1 + e2, e1 - e2
+                        s, d = e3 + e4, e3 - e4
+                        u0[c] = r0[c] + p + s
+                        u1[c] = q + _F2 * d
+                        u2[c] = p + _F4 * s
+                        u3[c] = q + _F8 * d + r5[c]
+            for i in range(m):  # then along each row, bias, activation, into NCHW
+                row = ti * m + i
+                if row >= oh:
                     break
-                yrow = y[o, r]
-                for s in range(mt):
-                    n_t = (ow - s + mt - 1) // mt  # tiles whose column s is inside
-                    for t in range(n_t):
-                        acc = b
-                        for k in range(a):
-                            coef = at[s, k]
-                            if coef != 0:
-                                acc += coef * tmp[i, k, t]
-                        yrow[t * mt + s] = acc
+                s0, s1, s2, s3 = t[i, 0], t[i, 1], t[i, 2], t[i, 3]
+                if m == 2:
+                    w0, w1 = out[0], out[1]
+                    for c in range(m_):
+                        w0[c] = s0[c] + s1[c] + s2[c]
+                        w1[c] = s1[c] - s2[c] - s3[c]
+                else:
+                    s4, s5 = t[i, 4], t[i, 5]
+                    w0, w1, w2, w3 = out[0], out[1], out[2], out[3]
+                    for c in range(m_):
+                        e1, e2, e3, e4 = s1[c], s2[c], s3[c], s4[c]
+                        p, q = e1 + e2, e1 - e2
+                        s, d = e3 + e4, e3 - e4
+                        w0[c] = s0[c] + p + s
+                        w1[c] = q + _F2 * d
+                        w2[c] = p + _F4 * s
+                        w3[c] = q + _F8 * d + s5[c]
+                for k in range(m):
+                    col = tj * m + k
+                    if col >= ow:
+                        break
+                    wk = out[k]
+                    for c in range(m_):
+                        val = wk[c] + bias[c] if has_bias else wk[c]
+                        y[c, row, col] = _act1(val, act, lo, hi)
 
 
 # ---- scratch -----------------------------------------------------------------------------------
@@ -530,20 +611,18 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
     if variant in ("winograd2", "winograd4"):
         mt = 2 if variant == "winograd2" else 4
         a = mt + 2
-        bt64, _, at64 = _winograd_matrices(mt)
-        bt, at = bt64.astype(dtype), at64.astype(dtype)
         th, tw = -(-oh // mt), -(-ow // mt)
         tiles = th * tw
-        v_shape, mm_shape = (a * a, geo.c, tiles), (a * a, m, tiles)
-        xp_shape = (geo.c, th * mt + 2, tw * mt + 2)
+        v_shape, mm_shape = (a * a, tiles, geo.c), (a * a, tiles, m)
+        xp_shape = (th * mt + 2, tw * mt + 2, geo.c)
         v_bytes = int(np.prod(v_shape)) * dtype.itemsize
         mm_bytes = int(np.prod(mm_shape)) * dtype.itemsize
         total = v_bytes + mm_bytes + int(np.prod(xp_shape)) * dtype.itemsize
         scratch(total)
         weights = _weights_cache(lambda wb: winograd_weights(np.asarray(wb), mt))
+        pack = winograd_pack.pick(int(np.prod(xp_shape)))
         into = winograd_input.pick(a * a * geo.c * tiles * 4)
         outof = winograd_output.pick(a * a * m * tiles * 2)
-        no_bias = np.zeros(1, dtype)
 
         def run_winograd(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
             u = weights(wb)
@@ -551,14 +630,12 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
             v = _take(buf, 0, v_shape, dtype)
             mm = _take(buf, v_bytes, mm_shape, dtype)
             xp = _take(buf, v_bytes + mm_bytes, xp_shape, dtype)
-            b = bias.reshape(-1) if bias is not None else no_bias
+            b = bias.reshape(-1) if bias is not None else no_bias_vec
             for i in range(n):
-                into(xb[i], xp, v, bt, mt, geo.ph, geo.pw, tw)
-                for k in range(a * a):
-                    np.matmul(u[k], v[k], out=mm[k])
-                outof(mm, yb[i], at, b, bias is not None, tw)
-            if act:
-                post(yb.reshape(n * m, oh * ow), one, no_bias, NO_BIAS, zero, act, lo, hi, m)
+                pack(xb[i], xp, geo.ph, geo.pw)
+                into(xp, v, mt, tw)
+                np.matmul(v, u, out=mm)  # [tiles, C] @ [C, M] per tap
+                outof(mm, yb[i], mt, b, bias is not None, act, lo, hi, tw)
 
         return run_winograd
 
@@ -666,7 +743,11 @@ def analytic_seconds(geo: Geom, variant: str, profile: Any) -> float:
         # per ew byte moved, and the tiles go through memory once each way
         t_in = geo.n * geo.c * tiles * (a * a * item * 2 + 2 * a**3) / ew
         t_out = geo.n * geo.m * tiles * (a * a * item * 2 + 2 * a * a * mt) / ew
-        return profile.launch_s + t_in + t_out + gemm(geo.m, tiles, geo.c, geo.n * a * a)
+        # the a*a GEMMs are small (tiles x C) and read a*a transformed copies of the weights:
+        # on small planes that read, not the multiplies, bounds them
+        t_w = geo.n * a * a * geo.c * geo.m * item / copy
+        return profile.launch_s + t_in + t_out + max(gemm(tiles, geo.m, geo.c, geo.n * a * a),
+                                                     t_w)
     raise ValueError(variant)
 
 
