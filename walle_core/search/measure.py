@@ -11,6 +11,11 @@ session (or process) with the same shapes measures nothing.
 
 A time budget bounds the first session on a new machine; what is not measured keeps its
 estimate and is measured by a later session. ``WALLE_SEARCH_MEASURE=0`` turns measuring off.
+
+Each entry keeps the machine's load when it was timed (``[seconds, load, samples]``): a time
+taken on a busy machine is timed again by a later session that finds it quieter, and the faster
+of the two is kept (see ``profile.remeasure_worthwhile``), so one busy minute does not decide
+placements for good.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from walle_core.ir.primitives import Kernel, Step, TensorSpec
-from walle_core.search.profile import _Bench, cache_dir
+from walle_core.search.profile import _Bench, cache_dir, machine_load, remeasure_worthwhile
 
 if TYPE_CHECKING:
     from walle_core.backend import Algorithm, ExecutionBackend
@@ -44,20 +49,21 @@ class Measurements:
         self.ratio = ratio
         self.min_seconds = min_seconds
         self.max_bytes = max_bytes
-        self._table: dict[str, float] | None = None  # read on the first close call
+        self._table: dict[str, tuple[float, float, int]] | None = None  # key -> seconds,
+        # load per core while timing, times timed; read on the first close call
         self.dirty = False
         self.measured = 0  # measurements taken by this instance
         self.reused = 0
         self.lock = threading.Lock()
 
     @property
-    def table(self) -> dict[str, float]:
+    def table(self) -> dict[str, tuple[float, float, int]]:
         if self._table is None:
             self._table = {}
             try:
                 data = json.loads(self.path.read_text())
                 if isinstance(data, dict):
-                    self._table = {k: float(v) for k, v in data.items()}
+                    self._table = {k: e for k, v in data.items() if (e := _entry(v))}
             except (OSError, ValueError):
                 pass
         return self._table
@@ -106,17 +112,25 @@ class Measurements:
             for k in close:
                 backend, alg = opts[k]
                 key = self.key(backend, alg, step, ins, outs)
-                seconds = self.table.get(key)
-                if seconds is None:
+                entry = self.table.get(key)
+                if entry is None or remeasure_worthwhile(entry[1], entry[2]):
                     if time.perf_counter() - start > self.budget_s:
-                        continue
-                    seconds = self._time(backend, alg, step, ins, outs)
-                    if seconds is None:
-                        continue
-                    self.table[key] = seconds
-                    self.dirty = True
-                    self.measured += 1
+                        if entry is None:
+                            continue
+                        seconds = entry[0]
+                    else:
+                        load = machine_load()
+                        timed = self._time(backend, alg, step, ins, outs)
+                        if timed is None:
+                            continue
+                        if entry is not None:  # the faster of the two is the machine's
+                            timed, load = min(timed, entry[0]), min(load, entry[1])
+                        self.table[key] = (timed, load, 1 + (entry[2] if entry else 0))
+                        seconds = timed
+                        self.dirty = True
+                        self.measured += 1
                 else:
+                    seconds = entry[0]
                     self.reused += 1
                 opts[k] = (backend, replace(alg, cost=seconds, note=(
                     f"measured {seconds * 1e6:.1f} us (estimate {alg.cost * 1e6:.1f} us)"
@@ -140,13 +154,25 @@ class Measurements:
                 merged = json.loads(self.path.read_text())
             except (OSError, ValueError):
                 pass
-            merged.update(self.table)
+            merged.update({k: list(v) for k, v in self.table.items()})
             tmp = self.path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps(merged))
             os.replace(tmp, self.path)
             self.dirty = False
         except OSError:
             pass
+
+
+def _entry(value: Any) -> tuple[float, float, int] | None:
+    """A table entry from its JSON: ``[seconds, load, samples]``, or a bare number (older
+    files: load unknown, taken as quiet)."""
+    try:
+        if isinstance(value, (int, float)):
+            return float(value), 0.0, 1
+        seconds, load, samples = value
+        return float(seconds), float(load), int(samples)
+    except (TypeError, ValueError):
+        return None
 
 
 _SHARED: dict[str, Measurements] = {}
