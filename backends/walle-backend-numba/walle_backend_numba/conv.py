@@ -94,10 +94,15 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
                      hi: Any) -> None:  # pragma: no cover
     """Depthwise conv with bias and activation in one pass per (n, c) plane.
 
-    The plane is first copied into a zero-padded scratch, so every tap's inner loop over an
-    output row is branch-free (contiguous for stride 1: it vectorises); a row accumulator
-    takes the bias first and the activation last. Per-tap bounds arithmetic of the unpadded
-    loop cost more than the multiply-adds at MobileNet sizes.
+    The plane is first copied into a zero-padded scratch, so every tap's inner loop is
+    branch-free; a row accumulator takes the bias first and the activation last. Per-tap
+    bounds arithmetic of the unpadded loop cost more than the multiply-adds at MobileNet sizes.
+
+    Without dilation the scratch is split by stride phase: ``sh*sw`` planes with
+    ``P[a*sw + b][r, k] = xpad[r*sh + a, k*sw + b]``, so tap (i, j) reads plane
+    ``(i % sh, j % sw)`` at offset ``(i // sh, j // sw)``: unit-stride for any stride. Each tap
+    is then ONE loop over the flattened phase plane (windows that wrap across rows land only in
+    columns never extracted), which vectorises; stride 2 no longer gathers.
     """
     n_, c_, h, w = x.shape
     oh, ow = y.shape[2], y.shape[3]
@@ -105,34 +110,68 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
     hp = (oh - 1) * sh + (kh - 1) * dh + 1
     wp = (ow - 1) * sw + (kw - 1) * dw + 1
     zero = lo - lo
+    s0 = max(0, pw)
+    s1 = min(wp, w + pw)
+    if dh == 1 and dw == 1:
+        prow = -(-hp // sh)  # rows and columns of one phase plane
+        pcol = -(-wp // sw)
+        total = (oh - 1) * pcol + ow
+        for nc in numba.prange(n_ * c_):
+            n = nc // c_
+            c = nc % c_
+            planes = np.zeros((sh * sw, prow, pcol), x.dtype)
+            for r in range(hp):
+                ih = r - ph
+                if ih < 0 or ih >= h:
+                    continue
+                xrow = x[n, c, ih]
+                for bcol in range(sw):
+                    # padded columns k*sw + bcol inside [s0, s1): k in [k0, k1)
+                    k0 = (s0 - bcol + sw - 1) // sw if s0 > bcol else 0
+                    k1 = (s1 - 1 - bcol) // sw + 1 if s1 > bcol else 0
+                    if k1 <= k0:
+                        continue
+                    src = xrow[k0 * sw + bcol - pw:(k1 - 1) * sw + bcol - pw + 1:sw]
+                    dst = planes[(r % sh) * sw + bcol, r // sh, k0:k1]
+                    for k in range(k1 - k0):
+                        dst[k] = src[k]
+            b = bias[c] if has_bias else zero
+            accf = np.empty(total, x.dtype)
+            for t in range(total):
+                accf[t] = b
+            for i in range(kh):
+                j = 0
+                while j + 3 <= kw:  # three taps per pass over the accumulator
+                    w0, w1, w2 = wt[c, 0, i, j], wt[c, 0, i, j + 1], wt[c, 0, i, j + 2]
+                    f0 = planes[(i % sh) * sw + j % sw].reshape(prow * pcol)
+                    f1 = planes[(i % sh) * sw + (j + 1) % sw].reshape(prow * pcol)
+                    f2 = planes[(i % sh) * sw + (j + 2) % sw].reshape(prow * pcol)
+                    o0 = (i // sh) * pcol + j // sw
+                    o1 = (i // sh) * pcol + (j + 1) // sw
+                    o2 = (i // sh) * pcol + (j + 2) // sw
+                    t0, t1, t2 = f0[o0:o0 + total], f1[o1:o1 + total], f2[o2:o2 + total]
+                    for t in range(total):
+                        accf[t] += w0 * t0[t] + w1 * t1[t] + w2 * t2[t]
+                    j += 3
+                while j < kw:
+                    wv = wt[c, 0, i, j]
+                    off = (i // sh) * pcol + j // sw
+                    tap = planes[(i % sh) * sw + j % sw].reshape(prow * pcol)[off:off + total]
+                    for t in range(total):
+                        accf[t] += wv * tap[t]
+                    j += 1
+            for p in range(oh):
+                _act_row(accf[p * pcol:p * pcol + ow], y[n, c, p], act, lo, hi)
+        return
     for nc in numba.prange(n_ * c_):
         n = nc // c_
         c = nc % c_
         xp = np.zeros((hp, wp), x.dtype)
-        s0 = max(0, pw)
-        s1 = min(wp, w + pw)
         for r in range(hp):
             ih = r - ph
             if 0 <= ih < h and s1 > s0:
                 xp[r, s0:s1] = x[n, c, ih, s0 - pw:s1 - pw]
         b = bias[c] if has_bias else zero
-        if sh == 1 and sw == 1 and dh == 1 and dw == 1:
-            # stride 1: each tap is ONE loop over the flattened plane at offset i*wp + j
-            # (windows that wrap across rows land only in columns never extracted)
-            flat = xp.reshape(hp * wp)
-            total = (oh - 1) * wp + ow
-            accf = np.empty(total, x.dtype)
-            for t in range(total):
-                accf[t] = b
-            for i in range(kh):
-                for j in range(kw):
-                    wv = wt[c, 0, i, j]
-                    src = flat[i * wp + j:i * wp + j + total]
-                    for t in range(total):
-                        accf[t] += wv * src[t]
-            for p in range(oh):
-                _act_row(accf[p * wp:p * wp + ow], y[n, c, p], act, lo, hi)
-            continue
         acc = np.empty(ow, x.dtype)
         span = (ow - 1) * sw + 1
         for p in range(oh):
@@ -142,17 +181,10 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
                 row = xp[p * sh + i * dh]
                 for j in range(kw):
                     wv = wt[c, 0, i, j]
-                    # a view per tap: indexing it with the loop counter needs no negative-index
-                    # wraparound check, and a plain (unit-step) slice keeps the contiguous
-                    # layout, so the stride-1 loop vectorises (4x on this machine)
-                    if sw == 1:
-                        tap1 = row[j * dw:j * dw + ow]
-                        for q in range(ow):
-                            acc[q] += wv * tap1[q]
-                    else:
-                        tap = row[j * dw:j * dw + span:sw]
-                        for q in range(ow):
-                            acc[q] += wv * tap[q]
+                    # a view per tap, indexed with the loop counter: no negative-index check
+                    tap = row[j * dw:j * dw + span:sw]
+                    for q in range(ow):
+                        acc[q] += wv * tap[q]
             _act_row(acc, y[n, c, p], act, lo, hi)
 
 
