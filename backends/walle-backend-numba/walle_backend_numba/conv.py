@@ -298,57 +298,55 @@ def winograd_pack(x: Any, xp: Any, ph: int, pw: int) -> None:  # pragma: no cove
 @dual(fastmath={"contract"})
 def winograd_input(xp: Any, v: Any, m: int, tw: int) -> None:  # pragma: no cover
     """v[i*a + j, ti*tw + tj, :] = (B^T d B)[i, j] for the a x a patch d of tile (ti, tj) of
-    the channels-last padded input ``xp`` [HP, WP, C]; every line of the transform is one
-    vector operation over the channels, with B^T's coefficients written out (F2 and F4)."""
+    the channels-last padded input ``xp`` [HP, WP, C]: B^T down the patch's columns into
+    ``t``, then along its rows, as vector operations over the channels. Arrays are indexed
+    whole (no views made inside the loops: a view costs reference counting, which at 64
+    channels cost more than the arithmetic); only ``c`` varies in the inner loops."""
     hp, _, c_ = xp.shape
     a = m + 2
     th = (hp - 2) // m
     for ti in numba.prange(th):
-        t = np.empty((a, a, c_), xp.dtype)
+        t = np.empty((a, a, c_), xp.dtype)  # t[i, j] = (B^T d)[i, j]
+        r0 = ti * m
         for tj in range(tw):
-            r0, q0, tile = ti * m, tj * m, ti * tw + tj
-            for j in range(a):  # down the patch's rows, one column at a time
-                t0, t1, t2, t3 = t[0, j], t[1, j], t[2, j], t[3, j]
-                d0, d1, d2, d3 = xp[r0, q0 + j], xp[r0 + 1, q0 + j], xp[r0 + 2, q0 + j], \
-                    xp[r0 + 3, q0 + j]
+            q0, tile = tj * m, ti * tw + tj
+            for j in range(a):
+                q = q0 + j
                 if m == 2:
                     for c in range(c_):
-                        t0[c] = d0[c] - d2[c]
-                        t1[c] = d1[c] + d2[c]
-                        t2[c] = d2[c] - d1[c]
-                        t3[c] = d1[c] - d3[c]
+                        d1, d2 = xp[r0 + 1, q, c], xp[r0 + 2, q, c]
+                        t[0, j, c] = xp[r0, q, c] - d2
+                        t[1, j, c] = d1 + d2
+                        t[2, j, c] = d2 - d1
+                        t[3, j, c] = d1 - xp[r0 + 3, q, c]
                 else:
-                    d4, d5 = xp[r0 + 4, q0 + j], xp[r0 + 5, q0 + j]
-                    t4, t5 = t[4, j], t[5, j]
                     for c in range(c_):
-                        e1, e2, e3, e4 = d1[c], d2[c], d3[c], d4[c]
-                        t0[c] = _F4 * d0[c] - _F5 * e2 + e4
-                        t1[c] = -_F4 * (e1 + e2) + e3 + e4
-                        t2[c] = _F4 * (e1 - e2) - e3 + e4
-                        t3[c] = _F2 * (e3 - e1) - e2 + e4
-                        t4[c] = _F2 * (e1 - e3) - e2 + e4
-                        t5[c] = _F4 * e1 - _F5 * e3 + d5[c]
-            for i in range(a):  # then along each transformed row
-                s0, s1, s2, s3 = t[i, 0], t[i, 1], t[i, 2], t[i, 3]
-                o0, o1, o2, o3 = v[i * a, tile], v[i * a + 1, tile], v[i * a + 2, tile], \
-                    v[i * a + 3, tile]
+                        e1, e2 = xp[r0 + 1, q, c], xp[r0 + 2, q, c]
+                        e3, e4 = xp[r0 + 3, q, c], xp[r0 + 4, q, c]
+                        t[0, j, c] = _F4 * xp[r0, q, c] - _F5 * e2 + e4
+                        t[1, j, c] = -_F4 * (e1 + e2) + e3 + e4
+                        t[2, j, c] = _F4 * (e1 - e2) - e3 + e4
+                        t[3, j, c] = _F2 * (e3 - e1) - e2 + e4
+                        t[4, j, c] = _F2 * (e1 - e3) - e2 + e4
+                        t[5, j, c] = _F4 * e1 - _F5 * e3 + xp[r0 + 5, q, c]
+            for i in range(a):
+                k = i * a
                 if m == 2:
                     for c in range(c_):
-                        o0[c] = s0[c] - s2[c]
-                        o1[c] = s1[c] + s2[c]
-                        o2[c] = s2[c] - s1[c]
-                        o3[c] = s1[c] - s3[c]
+                        s1, s2 = t[i, 1, c], t[i, 2, c]
+                        v[k, tile, c] = t[i, 0, c] - s2
+                        v[k + 1, tile, c] = s1 + s2
+                        v[k + 2, tile, c] = s2 - s1
+                        v[k + 3, tile, c] = s1 - t[i, 3, c]
                 else:
-                    s4, s5 = t[i, 4], t[i, 5]
-                    o4, o5 = v[i * a + 4, tile], v[i * a + 5, tile]
                     for c in range(c_):
-                        e1, e2, e3, e4 = s1[c], s2[c], s3[c], s4[c]
-                        o0[c] = _F4 * s0[c] - _F5 * e2 + e4
-                        o1[c] = -_F4 * (e1 + e2) + e3 + e4
-                        o2[c] = _F4 * (e1 - e2) - e3 + e4
-                        o3[c] = _F2 * (e3 - e1) - e2 + e4
-                        o4[c] = _F2 * (e1 - e3) - e2 + e4
-                        o5[c] = _F4 * e1 - _F5 * e3 + s5[c]
+                        e1, e2, e3, e4 = t[i, 1, c], t[i, 2, c], t[i, 3, c], t[i, 4, c]
+                        v[k, tile, c] = _F4 * t[i, 0, c] - _F5 * e2 + e4
+                        v[k + 1, tile, c] = -_F4 * (e1 + e2) + e3 + e4
+                        v[k + 2, tile, c] = _F4 * (e1 - e2) - e3 + e4
+                        v[k + 3, tile, c] = _F2 * (e3 - e1) - e2 + e4
+                        v[k + 4, tile, c] = _F2 * (e1 - e3) - e2 + e4
+                        v[k + 5, tile, c] = _F4 * e1 - _F5 * e3 + t[i, 5, c]
 
 
 @numba.njit(cache=True, inline="always")
@@ -369,64 +367,59 @@ def _act1(v: Any, act: int, lo: Any, hi: Any) -> Any:  # pragma: no cover
 def winograd_output(mm: Any, y: Any, m: int, bias: Any, has_bias: bool, act: int, lo: Any,
                     hi: Any, tw: int) -> None:  # pragma: no cover
     """y[o, ti*m + i, tj*m + s] = act((A^T M A)[i, s] + bias[o]) for M = mm[:, tile, o]
-    (``mm`` [a*a, tiles, M], output channels last), clipped to the output; A^T's coefficients
-    written out, vector operations over the output channels."""
+    (``mm`` [a*a, tiles, M], output channels last), clipped to the output; vector operations
+    over the output channels (whole-array indexing, no views in the loops) into a buffer of
+    the tile row, then stored row by row into NCHW."""
     m_, oh, ow = y.shape
     a = m + 2
     th = -(-oh // m)
     for ti in numba.prange(th):
-        t = np.empty((m, a, m_), y.dtype)
-        out = np.empty((m, m_), y.dtype)
+        t = np.empty((m, a, m_), y.dtype)  # t[i, j] = (A^T M)[i, j]
+        out = np.empty((m, tw * m, m_), y.dtype)  # the tile row's outputs, channels last
         for tj in range(tw):
             tile = ti * tw + tj
-            for j in range(a):  # A^T down the columns of M
-                r0, r1, r2, r3 = mm[j, tile], mm[a + j, tile], mm[2 * a + j, tile], \
-                    mm[3 * a + j, tile]
-                u0, u1 = t[0, j], t[1, j]
+            for j in range(a):
                 if m == 2:
                     for c in range(m_):
-                        u0[c] = r0[c] + r1[c] + r2[c]
-                        u1[c] = r1[c] - r2[c] - r3[c]
+                        r1, r2 = mm[a + j, tile, c], mm[2 * a + j, tile, c]
+                        t[0, j, c] = mm[j, tile, c] + r1 + r2
+                        t[1, j, c] = r1 - r2 - mm[3 * a + j, tile, c]
                 else:
-                    r4, r5 = mm[4 * a + j, tile], mm[5 * a + j, tile]
-                    u2, u3 = t[2, j], t[3, j]
                     for c in range(m_):
-                        e1, e2, e3, e4 = r1[c], r2[c], r3[c], r4[c]
+                        e1, e2 = mm[a + j, tile, c], mm[2 * a + j, tile, c]
+                        e3, e4 = mm[3 * a + j, tile, c], mm[4 * a + j, tile, c]
                         p, q = e1 + e2, e1 - e2
                         s, d = e3 + e4, e3 - e4
-                        u0[c] = r0[c] + p + s
-                        u1[c] = q + _F2 * d
-                        u2[c] = p + _F4 * s
-                        u3[c] = q + _F8 * d + r5[c]
-            for i in range(m):  # then along each row, bias, activation, into NCHW
+                        t[0, j, c] = mm[j, tile, c] + p + s
+                        t[1, j, c] = q + _F2 * d
+                        t[2, j, c] = p + _F4 * s
+                        t[3, j, c] = q + _F8 * d + mm[5 * a + j, tile, c]
+            q0 = tj * m
+            for i in range(m):
+                if m == 2:
+                    for c in range(m_):
+                        s1, s2 = t[i, 1, c], t[i, 2, c]
+                        out[i, q0, c] = t[i, 0, c] + s1 + s2
+                        out[i, q0 + 1, c] = s1 - s2 - t[i, 3, c]
+                else:
+                    for c in range(m_):
+                        e1, e2, e3, e4 = t[i, 1, c], t[i, 2, c], t[i, 3, c], t[i, 4, c]
+                        p, q = e1 + e2, e1 - e2
+                        s, d = e3 + e4, e3 - e4
+                        out[i, q0, c] = t[i, 0, c] + p + s
+                        out[i, q0 + 1, c] = q + _F2 * d
+                        out[i, q0 + 2, c] = p + _F4 * s
+                        out[i, q0 + 3, c] = q + _F8 * d + t[i, 5, c]
+        # then into NCHW a whole output row at a time: contiguous stores, strided loads from
+        # the (cache-resident) row buffer; bias and activation on the way
+        for c in range(m_):
+            bc = bias[c] if has_bias else bias[0] - bias[0]
+            for i in range(m):
                 row = ti * m + i
                 if row >= oh:
                     break
-                s0, s1, s2, s3 = t[i, 0], t[i, 1], t[i, 2], t[i, 3]
-                if m == 2:
-                    w0, w1 = out[0], out[1]
-                    for c in range(m_):
-                        w0[c] = s0[c] + s1[c] + s2[c]
-                        w1[c] = s1[c] - s2[c] - s3[c]
-                else:
-                    s4, s5 = t[i, 4], t[i, 5]
-                    w0, w1, w2, w3 = out[0], out[1], out[2], out[3]
-                    for c in range(m_):
-                        e1, e2, e3, e4 = s1[c], s2[c], s3[c], s4[c]
-                        p, q = e1 + e2, e1 - e2
-                        s, d = e3 + e4, e3 - e4
-                        w0[c] = s0[c] + p + s
-                        w1[c] = q + _F2 * d
-                        w2[c] = p + _F4 * s
-                        w3[c] = q + _F8 * d + s5[c]
-                for k in range(m):
-                    col = tj * m + k
-                    if col >= ow:
-                        break
-                    wk = out[k]
-                    for c in range(m_):
-                        val = wk[c] + bias[c] if has_bias else wk[c]
-                        y[c, row, col] = _act1(val, act, lo, hi)
+                for col in range(ow):
+                    y[c, row, col] = _act1(out[i, col, c] + bc, act, lo, hi)
 
 
 # ---- scratch -----------------------------------------------------------------------------------
