@@ -88,6 +88,20 @@ def _act_row(src: Any, yrow: Any, act: int, lo: Any, hi: Any) -> None:  # pragma
             yrow[q] = np.tanh(src[q])
 
 
+@numba.njit(cache=True, inline="always")
+def _act1(v: Any, act: int, lo: Any, hi: Any) -> Any:  # pragma: no cover
+    """One value through the fused activation (0 none, 1 relu, 2 clip, 3 sigmoid, 4 tanh)."""
+    if act == 0:
+        return v
+    if act == 1:
+        return v if not (v < 0) else v - v
+    if act == 2:
+        return lo if v < lo else (hi if v > hi else v)
+    if act == 3:
+        return 1 / (1 + np.exp(-v))
+    return np.tanh(v)
+
+
 @dual(fastmath={"contract"})
 def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int, sw: int,
                      ph: int, pw: int, dh: int, dw: int, act: int, lo: Any,
@@ -217,25 +231,28 @@ def depthwise_cl(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, xp: Any, sh
     s1 = min(wp, w + pw)
     for n in range(n_):
         xp[:] = 0
-        for ch in range(c_):
-            for r in range(hp):
-                ih = r - ph
-                if 0 <= ih < h and s1 > s0:
-                    src = x[n, ch, ih, s0 - pw:s1 - pw]
-                    for k in range(s1 - s0):
-                        xp[r, s0 + k, ch] = src[k]
+        for r in range(hp):
+            ih = r - ph
+            if 0 <= ih < h and s1 > s0:
+                for k in range(s1 - s0):
+                    for ch in range(c_):
+                        xp[r, s0 + k, ch] = x[n, ch, ih, s0 - pw + k]
+        # whole-array indexing, only ch varying inside: no view per (pixel, tap), whose
+        # reference counting cost more than the multiply-adds on 7x7 and 14x14 planes
         for p in numba.prange(oh):
-            acc = np.empty(c_, x.dtype)
+            acc = np.empty((ow, c_), x.dtype)
             for q in range(ow):
                 for ch in range(c_):
-                    acc[ch] = b[ch]
+                    acc[q, ch] = b[ch]
                 for i in range(kh):
+                    r = p * sh + i * dh
                     for j in range(kw):
-                        src = xp[p * sh + i * dh, q * sw + j * dw]
-                        wv = wk[i, j]
+                        col = q * sw + j * dw
                         for ch in range(c_):
-                            acc[ch] += wv[ch] * src[ch]
-                _act_row(acc, y[n, :, p, q], act, lo, hi)
+                            acc[q, ch] += wk[i, j, ch] * xp[r, col, ch]
+            for ch in range(c_):
+                for q in range(ow):
+                    y[n, ch, p, q] = _act1(acc[q, ch], act, lo, hi)
 
 
 # ---- Winograd --------------------------------------------------------------------------------
@@ -347,20 +364,6 @@ def winograd_input(xp: Any, v: Any, m: int, tw: int) -> None:  # pragma: no cove
                         v[k + 3, tile, c] = _F2 * (e3 - e1) - e2 + e4
                         v[k + 4, tile, c] = _F2 * (e1 - e3) - e2 + e4
                         v[k + 5, tile, c] = _F4 * e1 - _F5 * e3 + t[i, 5, c]
-
-
-@numba.njit(cache=True, inline="always")
-def _act1(v: Any, act: int, lo: Any, hi: Any) -> Any:  # pragma: no cover
-    """One value through the fused activation (0 none, 1 relu, 2 clip, 3 sigmoid, 4 tanh)."""
-    if act == 0:
-        return v
-    if act == 1:
-        return v if not (v < 0) else v - v
-    if act == 2:
-        return lo if v < lo else (hi if v > hi else v)
-    if act == 3:
-        return 1 / (1 + np.exp(-v))
-    return np.tanh(v)
 
 
 @dual(fastmath={"contract"})
