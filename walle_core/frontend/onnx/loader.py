@@ -13,7 +13,7 @@ from typing import Any
 
 import onnx
 
-from walle_core.frontend.onnx.convert import convert_model
+from walle_core.frontend.onnx.convert import convert_model, without_weights
 from walle_core.ir.errors import ModelError, WalleError
 from walle_core.ir.graph import Graph
 
@@ -80,9 +80,10 @@ def load_model(
     proto, label, base_dir = _read(model)
     _check_opsets(proto, label)
     _load_external(proto, base_dir, label)
+    light = without_weights(proto)  # what the checker and shape inference need: no weights
     if check:
         try:
-            onnx.checker.check_model(proto)
+            onnx.checker.check_model(light.model)
         except onnx.checker.ValidationError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
             # unshaped value infos are legal ONNX (onnxruntime accepts them); all else is not
@@ -91,7 +92,7 @@ def load_model(
         except Exception as exc:  # the C++ checker may raise plain exceptions on garbage
             raise ModelError(f"{label}: ONNX checker failed: {exc}") from None
     try:
-        return convert_model(proto, label)
+        return convert_model(proto, label, light)
     except WalleError:
         raise
     except Exception as exc:  # anything unforeseen in a malformed proto
