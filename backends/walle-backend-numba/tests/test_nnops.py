@@ -37,6 +37,10 @@ POOLS = [
     ((1, 3, 8, 8), {"kernel_shape": [2, 2], "dilations": [2, 2]}),
     ((1, 3, 7, 6), {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
     ((1, 3, 7, 6), {"kernel_shape": [2, 2], "strides": [1, 1], "auto_pad": "SAME_LOWER"}),
+    # the separable kernel's generic-stride row pass, and a wide window at stride 2
+    ((1, 3, 11, 13), {"kernel_shape": [3, 4], "strides": [3, 3], "pads": [1, 2, 0, 1]}),
+    ((2, 2, 12, 12), {"kernel_shape": [5, 5], "strides": [2, 2], "pads": [2, 2, 2, 2],
+                      "count_include_pad": 1, "ceil_mode": 1}),
     # stride 1 and large enough for the all-planes flat kernel (pool_flat)
     ((1, 8, 20, 20), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
     ((1, 8, 20, 21), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),

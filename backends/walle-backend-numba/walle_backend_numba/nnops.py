@@ -1,9 +1,10 @@
 """Native kernels for the composite ops CNNs and transformers spend time in outside Conv/GEMM.
 
-- MaxPool / AveragePool (2-D, NCHW): one pass per (n, c) plane; the window's valid rows and
-  columns are clipped up front (padding never enters the loop), and the average's divisor is
-  the product of the counted row and column ranges (real elements, plus explicit padding when
-  ``count_include_pad``; ceil-mode overhang never counts), as in the reference.
+- MaxPool / AveragePool (2-D, NCHW): stride 1 over all planes at once (``pool_flat``); other
+  strides separably, along rows then down columns (``pool_separable``); dilated windows one
+  pass per plane with the valid rows and columns clipped up front (``pool2d``). The average's
+  divisor is the product of the counted row and column ranges (real elements, plus explicit
+  padding when ``count_include_pad``; ceil-mode overhang never counts), as in the reference.
 - GlobalAveragePool / GlobalMaxPool: a row reduction over ``[N*C, H*W]``.
 - Softmax / LogSoftmax: ``[outer, axis, inner]`` (opset < 13 coerces to 2-D at ``axis``), max,
   exp-sum and the scaling in one kernel instead of two Reduces and three Elementwise steps.
@@ -97,6 +98,59 @@ def pool2d(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
                 inv_rows = 1.0 / max(rows, 1)
                 for q in range(ow):
                     yrow[q] = yrow[q] * (inv_rows * inv_cols[q])
+
+
+@dual(fastmath=SAFE_MATH)
+def pool_separable(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, pt: int, pl: int,
+                   is_max: bool, scale: Any, width: int) -> None:  # pragma: no cover
+    """Dilation-1 pooling as two passes per (n, c) plane: along each input row (padded into a
+    row buffer of ``width``), then down the columns of that [H, OW] result.
+
+    The row pass reads ``row[q*sw + j]``; stride 1 and 2 are written with the stride as a
+    literal, so LLVM sees a constant-stride (interleaved) access and vectorises it, where a
+    strided view's runtime stride made it gather element by element. No view is made per row
+    or tap (their reference counting cost more than the max at 7x7-56x56 planes). ``scale``
+    [oh, ow] is the average divisor's inverse (unused for max).
+    """
+    n_, c_, h, w = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    pad = -np.inf if is_max else 0.0
+    for nc in numba.prange(n_ * c_):
+        n = nc // c_
+        c = nc % c_
+        row = np.full(width, pad, x.dtype)
+        hb = np.empty((h, ow), x.dtype)
+        for r in range(h):
+            for k in range(w):
+                row[pl + k] = x[n, c, r, k]
+            for q in range(ow):
+                hb[r, q] = pad
+            for j in range(kw):
+                if sw == 1:
+                    for q in range(ow):
+                        v = row[q + j]
+                        hb[r, q] = max(hb[r, q], v) if is_max else hb[r, q] + v
+                elif sw == 2:
+                    for q in range(ow):
+                        v = row[2 * q + j]
+                        hb[r, q] = max(hb[r, q], v) if is_max else hb[r, q] + v
+                else:
+                    for q in range(ow):
+                        v = row[q * sw + j]
+                        hb[r, q] = max(hb[r, q], v) if is_max else hb[r, q] + v
+        for p in range(oh):
+            for q in range(ow):
+                y[n, c, p, q] = pad
+            for i in range(kh):
+                r = p * sh + i - pt
+                if r < 0 or r >= h:
+                    continue
+                for q in range(ow):
+                    v = hb[r, q]
+                    y[n, c, p, q] = max(y[n, c, p, q], v) if is_max else y[n, c, p, q] + v
+            if not is_max:
+                for q in range(ow):
+                    y[n, c, p, q] *= scale[p, q]
 
 
 @dual(fastmath=SAFE_MATH)
@@ -253,6 +307,16 @@ def plan_pool(op: str, attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
             flat(i[0], o[0], xp, acc, kh, kw, pt, pl, is_max, scale)
 
         return run_flat
+    if d == [1, 1] and min(pads) >= 0:
+        rows = np.array([sum(lo_h <= p * s[0] - pads[0] + i < hi_h for i in range(k[0]))
+                         for p in range(oh)], np.float64)
+        cols = np.array([sum(lo_w <= q * s[1] - pads[1] + j < hi_w for j in range(k[1]))
+                         for q in range(ow)], np.float64)
+        scale = (1.0 / np.maximum(np.outer(rows, cols), 1)).astype(x.dtype.np)
+        width = max(pads[1] + w, (ow - 1) * s[1] + k[1])
+        sep = pool_separable.pick(y.size * k[0] * k[1])
+        args2 = (k[0], k[1], s[0], s[1], pads[0], pads[1], is_max, scale, width)
+        return lambda i, o: sep(i[0], o[0], *args2)
     kernel = pool2d.pick(y.size * k[0] * k[1])
     args = (k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1], is_max, lo_h, hi_h, lo_w, hi_w)
     return lambda i, o: kernel(i[0], o[0], *args)
