@@ -130,52 +130,70 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
         prow = -(-hp // sh)  # rows and columns of one phase plane
         pcol = -(-wp // sw)
         total = (oh - 1) * pcol + ow
+        nph = sh * sw
+        # tap (i, j) reads phase plane tph[i*kw + j] from flat offset toff[...] (>= 0)
+        tph = np.empty(kh * kw, np.int64)
+        toff = np.empty(kh * kw, np.int64)
+        for i in range(kh):
+            for j in range(kw):
+                tph[i * kw + j] = (i % sh) * sw + j % sw
+                toff[i * kw + j] = (i // sh) * pcol + j // sw
         for nc in numba.prange(n_ * c_):
             n = nc // c_
             c = nc % c_
-            planes = np.zeros((sh * sw, prow, pcol), x.dtype)
+            planes = np.zeros((nph, prow * pcol), x.dtype)
             for r in range(hp):
                 ih = r - ph
                 if ih < 0 or ih >= h:
                     continue
-                xrow = x[n, c, ih]
+                a = (r % sh) * sw
+                rbase = (r // sh) * pcol
                 for bcol in range(sw):
                     # padded columns k*sw + bcol inside [s0, s1): k in [k0, k1)
                     k0 = (s0 - bcol + sw - 1) // sw if s0 > bcol else 0
                     k1 = (s1 - 1 - bcol) // sw + 1 if s1 > bcol else 0
-                    if k1 <= k0:
-                        continue
-                    src = xrow[k0 * sw + bcol - pw:(k1 - 1) * sw + bcol - pw + 1:sw]
-                    dst = planes[(r % sh) * sw + bcol, r // sh, k0:k1]
-                    for k in range(k1 - k0):
-                        dst[k] = src[k]
+                    # indices written base + loop counter with a base LLVM can see is >= 0
+                    # (max(.., 0)): no wraparound select, so the copies vectorise
+                    dst0 = max(rbase + k0, 0)
+                    src0 = max(k0 * sw + bcol - pw, 0)
+                    if sw == 1:
+                        for k in range(k1 - k0):
+                            planes[a + bcol, dst0 + k] = x[n, c, ih, src0 + k]
+                    elif sw == 2:
+                        for k in range(k1 - k0):
+                            planes[a + bcol, dst0 + k] = x[n, c, ih, src0 + 2 * k]
+                    else:
+                        for k in range(k1 - k0):
+                            planes[a + bcol, dst0 + k] = x[n, c, ih, src0 + k * sw]
             b = bias[c] if has_bias else zero
             accf = np.empty(total, x.dtype)
-            for t in range(total):
-                accf[t] = b
-            for i in range(kh):
-                j = 0
-                while j + 3 <= kw:  # three taps per pass over the accumulator
-                    w0, w1, w2 = wt[c, 0, i, j], wt[c, 0, i, j + 1], wt[c, 0, i, j + 2]
-                    f0 = planes[(i % sh) * sw + j % sw].reshape(prow * pcol)
-                    f1 = planes[(i % sh) * sw + (j + 1) % sw].reshape(prow * pcol)
-                    f2 = planes[(i % sh) * sw + (j + 2) % sw].reshape(prow * pcol)
-                    o0 = (i // sh) * pcol + j // sw
-                    o1 = (i // sh) * pcol + (j + 1) // sw
-                    o2 = (i // sh) * pcol + (j + 2) // sw
-                    t0, t1, t2 = f0[o0:o0 + total], f1[o1:o1 + total], f2[o2:o2 + total]
+            if kh == 3 and kw == 3:  # all nine taps in one pass: the accumulator stays put
+                p0, p1, p2, p3, p4 = tph[0], tph[1], tph[2], tph[3], tph[4]
+                p5, p6, p7, p8 = tph[5], tph[6], tph[7], tph[8]
+                o0, o1, o2 = max(toff[0], 0), max(toff[1], 0), max(toff[2], 0)
+                o3, o4, o5 = max(toff[3], 0), max(toff[4], 0), max(toff[5], 0)
+                o6, o7, o8 = max(toff[6], 0), max(toff[7], 0), max(toff[8], 0)
+                k0, k1, k2 = wt[c, 0, 0, 0], wt[c, 0, 0, 1], wt[c, 0, 0, 2]
+                k3, k4, k5 = wt[c, 0, 1, 0], wt[c, 0, 1, 1], wt[c, 0, 1, 2]
+                k6, k7, k8 = wt[c, 0, 2, 0], wt[c, 0, 2, 1], wt[c, 0, 2, 2]
+                for t in range(total):
+                    accf[t] = (b + k0 * planes[p0, o0 + t] + k1 * planes[p1, o1 + t]
+                               + k2 * planes[p2, o2 + t] + k3 * planes[p3, o3 + t]
+                               + k4 * planes[p4, o4 + t] + k5 * planes[p5, o5 + t]
+                               + k6 * planes[p6, o6 + t] + k7 * planes[p7, o7 + t]
+                               + k8 * planes[p8, o8 + t])
+            else:
+                for t in range(total):
+                    accf[t] = b
+                for tap in range(kh * kw):
+                    wv = wt[c, 0, tap // kw, tap % kw]
+                    pp, oo = tph[tap], max(toff[tap], 0)
                     for t in range(total):
-                        accf[t] += w0 * t0[t] + w1 * t1[t] + w2 * t2[t]
-                    j += 3
-                while j < kw:
-                    wv = wt[c, 0, i, j]
-                    off = (i // sh) * pcol + j // sw
-                    tap = planes[(i % sh) * sw + j % sw].reshape(prow * pcol)[off:off + total]
-                    for t in range(total):
-                        accf[t] += wv * tap[t]
-                    j += 1
+                        accf[t] += wv * planes[pp, oo + t]
             for p in range(oh):
-                _act_row(accf[p * pcol:p * pcol + ow], y[n, c, p], act, lo, hi)
+                base = max(p * pcol, 0)
+                for q in range(ow):
+                    y[n, c, p, q] = _act1(accf[base + q], act, lo, hi)
         return
     for nc in numba.prange(n_ * c_):
         n = nc // c_
