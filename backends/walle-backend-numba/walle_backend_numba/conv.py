@@ -45,22 +45,43 @@ ConvRun = Callable[[Any, Any, Any, Any], None]
 @dual()
 def im2col(x: Any, col: Any, c0: int, cg: int, kh: int, kw: int, sh: int, sw: int, ph: int,
            pw: int, dh: int, dw: int, oh: int, ow: int) -> None:  # pragma: no cover
-    """col[(c*kh + i)*kw + j, p*ow + q] = x[c0 + c, p*sh + i*dh - ph, q*sw + j*dw - pw] or 0."""
+    """col[(c*kh + i)*kw + j, p*ow + q] = x[c0 + c, p*sh + i*dh - ph, q*sw + j*dw - pw] or 0.
+
+    Per (row, p) the valid q form one range [q0, q1): zeros either side, a copy in between.
+    Indices are a base plus the loop counter, the base wrapped in max(.., 0) (it is never
+    negative; saying so lets LLVM drop numba's negative-index select), with strides 1 and 2
+    as literals: the copies vectorise. No views are made in the loops.
+    """
     h, w = x.shape[1], x.shape[2]
     for row in numba.prange(cg * kh * kw):
-        c = row // (kh * kw)
+        c = c0 + row // (kh * kw)
         i = (row // kw) % kh
         j = row % kw
+        off = j * dw - pw  # input column of q = 0
+        q0 = 0 if off >= 0 else min(ow, (-off + sw - 1) // sw)
+        q1 = max(q0, min(ow, (w - 1 - off) // sw + 1)) if w - 1 - off >= 0 else q0
+        s0 = max(q0 * sw + off, 0)
         for p in range(oh):
             ih = p * sh + i * dh - ph
-            base = p * ow
+            base = max(p * ow, 0)
             if ih < 0 or ih >= h:
                 for q in range(ow):
                     col[row, base + q] = 0
                 continue
-            for q in range(ow):
-                iw = q * sw + j * dw - pw
-                col[row, base + q] = x[c0 + c, ih, iw] if 0 <= iw < w else 0
+            for q in range(q0):
+                col[row, base + q] = 0
+            for q in range(ow - q1):
+                col[row, base + q1 + q] = 0
+            d0 = max(base + q0, 0)
+            if sw == 1:
+                for q in range(q1 - q0):
+                    col[row, d0 + q] = x[c, ih, s0 + q]
+            elif sw == 2:
+                for q in range(q1 - q0):
+                    col[row, d0 + q] = x[c, ih, s0 + 2 * q]
+            else:
+                for q in range(q1 - q0):
+                    col[row, d0 + q] = x[c, ih, s0 + q * sw]
 
 
 @numba.njit(cache=True, inline="always", fastmath={"contract"})
