@@ -121,6 +121,166 @@ def fuse_epilogues(program: Program, protected: set[int],
     return fused
 
 
+def _row_vector(slot: int, n: int, program: Program, producer: dict[int, Any]
+                ) -> np.ndarray | None:
+    """The [n] vector whose broadcast over rows the slot holds, when that is known at plan time
+    (a constant, or a Raster of constants: a bias Add's broadcast), else None. Checked on the
+    values themselves, so any raster that happens to be a row broadcast qualifies and nothing
+    else does."""
+    from walle_core.ir.primitives import Raster
+
+    consts = program.builder.consts
+    spec = program.slots[slot]
+    if n <= 0 or spec.size % n:
+        return None
+    value = consts.get(slot)
+    if value is None:
+        prod = producer.get(slot)
+        if prod is None or not isinstance(prod.prim, Raster) or len(prod.outputs) != 1 or \
+                not all(s in consts for s in prod.inputs) or spec.nbytes > 64 << 20:
+            return None
+        from walle_core.reference_backend import execute
+
+        value = np.empty(spec.shape, spec.dtype.np)
+        execute(prod.prim, [consts[s] for s in prod.inputs], [value])
+    if not isinstance(value, np.ndarray) or value.dtype != spec.dtype.np:
+        return None
+    rows = value.reshape(-1, n)
+    if not (rows == rows[:1]).all():
+        return None
+    return np.ascontiguousarray(rows[0])
+
+
+def fuse_matmul_bias(program: Program, protected: set[int]) -> int:
+    """``add(MatMul(a, b), bias)`` inside an Elementwise, with a bias known at plan time to be a
+    row vector (a constant, or the Raster that broadcasts one): the MatMul takes the vector as
+    its bias (added in its epilogue), and the Elementwise loses that add (and the step with
+    it, when nothing else is left). Saves the broadcast copy and a pass over the output: the
+    bias of every transformer projection was materialised at full size and added separately.
+    """
+    steps = program.builder.steps
+    uses = consumers(steps)
+    producer = {s: st for st in steps for s in st.outputs}
+    fused = 0
+    for step in list(steps):
+        if not isinstance(step.prim, Elementwise):
+            continue
+        found = _bias_add(step, program, protected, uses, producer)
+        if found is None:
+            continue
+        add, mm_in, vector = found
+        # every occurrence of that add (GELU reads x = MatMul + bias three times) becomes the
+        # MatMul's output; a use of the MatMul's output without the bias forbids the fusion
+        marker: Expr = ("in", -1)
+        swapped = ("add", add[2], add[1])
+        expr = _replace_all(step.prim.expr, [(add, marker), (swapped, marker)])
+        if any(_same(t, ("in", mm_in)) for t in _subtrees(expr)):
+            continue
+        expr = _replace_all(expr, [(marker, ("in", mm_in))])
+        mm = producer[step.inputs[mm_in]]
+        m = mm.prim
+        assert isinstance(m, MatMul)
+        mm.inputs = [*mm.inputs[:2], program.builder.const_slot(vector)]
+        mm.prim = MatMul(m.trans_a, m.trans_b, m.alpha, 1.0, m.activation, m.act_params)
+        used = sorted(_inputs_of(expr))
+        remap = {old: ("in", new) for new, old in enumerate(used)}
+        if expr == ("in", mm_in) and program.slots[mm.outputs[0]] == program.slots[
+                step.outputs[0]]:
+            mm.outputs = list(step.outputs)  # the Elementwise was only the bias add
+            steps.remove(step)
+        else:
+            step.prim = Elementwise(_shift_expr(expr, remap), step.prim.compute)
+            step.inputs = [step.inputs[i] for i in used]
+        fused += 1
+        uses = consumers(steps)
+        producer = {s: st for st in steps for s in st.outputs}
+    return fused
+
+
+def _bias_add(step: Any, program: Program, protected: set[int], uses: dict[int, int],
+              producer: dict[int, Any]) -> tuple[Expr, int, np.ndarray] | None:
+    """(the add node, input index of the MatMul operand, bias vector) or None."""
+    assert isinstance(step.prim, Elementwise)
+    out_spec = program.slots[step.outputs[0]]
+
+    def matmul_input(e: Expr) -> int | None:
+        if e[0] != "in":
+            return None
+        slot = step.inputs[e[1]]
+        prod = producer.get(slot)
+        if prod is None or not isinstance(prod.prim, MatMul) or prod.prim.activation:
+            return None
+        if (len(prod.inputs) > 2 and prod.inputs[2] >= 0) or uses.get(slot, 0) != 1 or \
+                slot in protected or prod.outputs[0] != slot or \
+                program.slots[slot].shape != out_spec.shape:
+            return None
+        return int(e[1])
+
+    def walk(e: Expr) -> tuple[Expr, int, np.ndarray] | None:
+        if e[0] == "add":
+            for a, b in ((e[1], e[2]), (e[2], e[1])):
+                k = matmul_input(a)
+                if k is None or b[0] != "in":
+                    continue
+                mm_slot = step.inputs[k]
+                vec = _row_vector(step.inputs[b[1]], program.slots[mm_slot].shape[-1],
+                                  program, producer)
+                if vec is not None and vec.dtype == program.slots[mm_slot].dtype.np:
+                    return e, k, vec
+        if e[0] in ("in", "const"):
+            return None
+        for sub in e[1:]:
+            if isinstance(sub, tuple):
+                hit = walk(sub)
+                if hit is not None:
+                    return hit
+        return None
+
+    return walk(step.prim.expr)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Structural equality of expressions (constants may be numpy values)."""
+    if a is b:
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _replace_all(e: Expr, table: list[tuple[Expr, Expr]]) -> Expr:
+    for old, new in table:
+        if _same(e, old):
+            return new
+    if e[0] in ("in", "const"):
+        return e
+    return (e[0], *(_replace_all(s, table) if isinstance(s, tuple) else s for s in e[1:]))
+
+
+def _subtrees(e: Expr) -> list[Expr]:
+    out = [e]
+    if e[0] not in ("in", "const"):
+        for s in e[1:]:
+            if isinstance(s, tuple):
+                out += _subtrees(s)
+    return out
+
+
+def _inputs_of(e: Expr) -> set[int]:
+    if e[0] == "in":
+        return {int(e[1])}
+    if e[0] == "const":
+        return set()
+    out: set[int] = set()
+    for sub in e[1:]:
+        if isinstance(sub, tuple):
+            out |= _inputs_of(sub)
+    return out
+
+
 def _activation(expr: Expr, inputs: list[int], consts: dict[int, Any]
                 ) -> tuple[str, tuple[Any, ...]] | None:
     """The activation an Elementwise applies to its input 0, when it is one an epilogue can
@@ -171,5 +331,7 @@ def optimize(program: Program, kernel_activations: set[tuple[str, str]] | None =
     program.stats["rasters_removed"] = rasters_before - sum(
         1 for s in program.steps if s.prim.kind == "Raster")
     program.stats["elementwise_fused"] = fuse_elementwise(program, protected)
+    program.stats["matmul_bias_fused"] = fuse_matmul_bias(program, protected)
+    dead_code(program)  # the broadcast rasters the bias adds read
     program.stats["epilogues_fused"] = fuse_epilogues(program, protected, kernel_activations)
     dead_code(program)
