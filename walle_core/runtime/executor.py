@@ -139,7 +139,8 @@ class Executable:
             d = home[r]
             if (s, d) not in views:  # one buffer object per slot: object (string) views are
                 views[(s, d)] = owner[d].view(  # fresh arrays, not windows on the arena
-                    self.arenas[d], self.memories[d].offsets[r], self.slots[s])
+                    self.arenas[d], self.memories[d].offsets[r] +
+                    program.alias_offsets.get(s, 0), self.slots[s])
             return views[(s, d)]
 
         self.compiled: list[tuple[CompiledStep, list[Any], list[Any]]] = []

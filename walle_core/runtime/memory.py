@@ -31,9 +31,12 @@ def lifetimes(steps: list[Step], inputs: list[int], outputs: list[int],
     """First write and last read of each storage slot (an alias extends its root's life)."""
     life: dict[int, list[int]] = {s: [-1, -1] for s in inputs}
     for t, step in enumerate(steps):
-        for s in step.outputs:
+        for s in step.outputs:  # a part written in place extends its root's life
+            s = aliases.get(s, s)
             if s not in life:
                 life[s] = [t, t]
+            else:
+                life[s][1] = max(life[s][1], t)
         for s in step.inputs:
             s = aliases.get(s, s)
             if s >= 0 and s in life:

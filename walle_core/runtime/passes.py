@@ -312,17 +312,93 @@ def _activation(expr: Expr, inputs: list[int], consts: dict[int, Any]
     return None
 
 
+def _flat(size: tuple[int, int, int], strides: tuple[int, int, int]) -> bool:
+    """Whether a region side walks its elements in one contiguous row-major run."""
+    expect = 1
+    for n, s in zip(reversed(size), reversed(strides), strict=True):
+        if n != 1 and s != expect:
+            return False
+        expect *= n
+    return True
+
+
+def concat_in_place(program: Program, protected: set[int]) -> int:
+    """A Raster that only stacks whole tensors into contiguous blocks of its output (a Concat
+    on the outermost non-unit axis: channels at batch 1) needs no copy: each part's producer
+    writes straight into its block. The parts become aliases of the output at byte offsets
+    (``program.alias_offsets``) and the Raster is dropped. Chains compose: DenseNet's
+    concatenation of a concatenation lands every layer's 32 channels in one block buffer.
+
+    A part qualifies when a step produces it (not a feed or constant), it is not a graph
+    output nor placed inside another tensor already (views of it move with it), and this
+    Raster is its only concatenation. Its
+    other readers (DenseNet's BatchNorm reads the previous concatenation) read it in place.
+    Only for host memory (the caller says): device buffers cannot all be viewed at any offset.
+    """
+    from walle_core.ir.primitives import Raster
+
+    steps = program.builder.steps
+    slots = program.slots
+    consts = program.builder.consts
+    produced = {s for st in steps for s in st.outputs}
+    claimed: set[int] = set()
+    done = 0
+    for step in list(steps):
+        prim = step.prim
+        if not isinstance(prim, Raster) or prim.fill is not None or prim.accumulate or \
+                len(step.outputs) != 1 or not prim.regions:
+            continue
+        out = step.outputs[0]
+        item = slots[out].dtype.itemsize
+        parts: list[tuple[int, int]] = []
+        covered = 0
+        for r in prim.regions:
+            src = step.inputs[r.src]
+            spec = slots[src]
+            if src in parts or src in claimed or src in consts or src not in produced or \
+                    src in protected or src in program.aliases or src == out or \
+                    spec.dtype != slots[out].dtype or r.src_offset != 0 or \
+                    r.count != spec.size or not _flat(r.size, r.src_strides) or \
+                    not _flat(r.size, r.dst_strides):
+                break
+            parts.append((src, r.dst_offset * item))
+            covered += r.count
+        else:
+            ends = sorted((o, o + slots[s].nbytes) for s, o in parts)
+            disjoint = all(a[1] <= b[0] for a, b in zip(ends, ends[1:], strict=False))
+            if not disjoint or covered != slots[out].size or \
+                    len({s for s, _ in parts}) != len(parts):
+                continue
+            root = program.root(out)
+            base = program.alias_offsets.get(out, 0)
+            for src, offset in parts:
+                program.aliases[src] = root
+                program.alias_offsets[src] = base + offset
+                claimed.add(src)
+                # slots already placed inside this part (an earlier concatenation's parts)
+                for s, at in list(program.aliases.items()):
+                    if at == src:
+                        program.aliases[s] = root
+                        program.alias_offsets[s] = base + offset + program.alias_offsets.get(s, 0)
+            steps.remove(step)
+            done += 1
+    return done
+
+
 def dead_code(program: Program) -> None:
     needed = {program.root(s) for _, s in program.outputs}
     kept = []
     for step in reversed(program.builder.steps):
-        if any(s in needed for s in step.outputs):
+        if any(s in needed or program.root(s) in needed for s in step.outputs):
             kept.append(step)
             needed.update(program.root(s) for s in step.inputs if s >= 0)
     program.builder.steps = kept[::-1]
 
 
-def optimize(program: Program, kernel_activations: set[tuple[str, str]] | None = None) -> None:
+def optimize(program: Program, kernel_activations: set[tuple[str, str]] | None = None,
+             host_only: bool = False) -> None:
+    """``host_only``: every backend the program may be placed on works in host memory (so
+    tensors may live at any offset inside another: in-place concatenation)."""
     apply_aliases(program)
     protected = {program.root(s) for _, s in program.outputs} | set(program.aliases.values())
     rasters_before = sum(1 for s in program.steps if s.prim.kind == "Raster")
@@ -335,3 +411,5 @@ def optimize(program: Program, kernel_activations: set[tuple[str, str]] | None =
     dead_code(program)  # the broadcast rasters the bias adds read
     program.stats["epilogues_fused"] = fuse_epilogues(program, protected, kernel_activations)
     dead_code(program)
+    if host_only:
+        program.stats["concats_in_place"] = concat_in_place(program, protected)

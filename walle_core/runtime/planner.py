@@ -42,6 +42,9 @@ class Program:
     outputs: list[tuple[str, int]]
     stats: dict[str, Any] = field(default_factory=dict)
     aliases: dict[int, int] = field(default_factory=dict)  # slot -> slot whose memory it shares
+    # slot -> byte offset of its memory inside its root's (0 when absent); only in-place
+    # concatenation (passes.concat_in_place) places a slot anywhere but at its root's start
+    alias_offsets: dict[int, int] = field(default_factory=dict)
 
     def root(self, slot: int) -> int:
         return self.aliases.get(slot, slot)

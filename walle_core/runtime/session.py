@@ -87,7 +87,8 @@ class Session:
             except DataDependent:
                 self._plans[key] = None
             else:
-                optimize(program, self._view.fused_activations())
+                optimize(program, self._view.fused_activations(), host_only=all(
+                    b.memory_domain == "host" for b in self._view.backends))
                 self._plans[key] = Executable(program, self._search(program))
         return self._plans[key]
 
