@@ -117,6 +117,7 @@ def pool_separable(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, pt: int, 
     n_, c_, h, w = x.shape
     oh, ow = y.shape[2], y.shape[3]
     pad = -np.inf if is_max else 0.0
+    p0 = max(pl, 0)
     for nc in numba.prange(n_ * c_):
         n = nc // c_
         c = nc % c_
@@ -124,22 +125,29 @@ def pool_separable(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, pt: int, 
         hb = np.empty((h, ow), x.dtype)
         for r in range(h):
             for k in range(w):
-                row[pl + k] = x[n, c, r, k]
+                row[p0 + k] = x[n, c, r, k]
             for q in range(ow):
                 hb[r, q] = pad
             for j in range(kw):
-                if sw == 1:
+                if is_max:
+                    if sw == 1:
+                        for q in range(ow):
+                            hb[r, q] = max(hb[r, q], row[q + j])
+                    elif sw == 2:
+                        for q in range(ow):
+                            hb[r, q] = max(hb[r, q], row[2 * q + j])
+                    else:
+                        for q in range(ow):
+                            hb[r, q] = max(hb[r, q], row[q * sw + j])
+                elif sw == 1:
                     for q in range(ow):
-                        v = row[q + j]
-                        hb[r, q] = max(hb[r, q], v) if is_max else hb[r, q] + v
+                        hb[r, q] += row[q + j]
                 elif sw == 2:
                     for q in range(ow):
-                        v = row[2 * q + j]
-                        hb[r, q] = max(hb[r, q], v) if is_max else hb[r, q] + v
+                        hb[r, q] += row[2 * q + j]
                 else:
                     for q in range(ow):
-                        v = row[q * sw + j]
-                        hb[r, q] = max(hb[r, q], v) if is_max else hb[r, q] + v
+                        hb[r, q] += row[q * sw + j]
         for p in range(oh):
             for q in range(ow):
                 y[n, c, p, q] = pad
@@ -147,9 +155,12 @@ def pool_separable(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, pt: int, 
                 r = p * sh + i - pt
                 if r < 0 or r >= h:
                     continue
-                for q in range(ow):
-                    v = hb[r, q]
-                    y[n, c, p, q] = max(y[n, c, p, q], v) if is_max else y[n, c, p, q] + v
+                if is_max:
+                    for q in range(ow):
+                        y[n, c, p, q] = max(y[n, c, p, q], hb[r, q])
+                else:
+                    for q in range(ow):
+                        y[n, c, p, q] += hb[r, q]
             if not is_max:
                 for q in range(ow):
                     y[n, c, p, q] *= scale[p, q]
