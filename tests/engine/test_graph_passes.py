@@ -9,6 +9,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from walle_core import Session
+from walle_core.ir import dtypes
+from walle_core.ir.primitives import TensorSpec
 
 
 def conv_bn(extra_reader: bool, with_bias: bool) -> onnx.ModelProto:
@@ -53,3 +55,110 @@ def test_conv_batchnorm_folding_matches_onnxruntime(extra_reader: bool, with_bia
     got = session.run({"x": x})
     for name, value in zip(["y", "z"], want, strict=False):
         np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-5)
+
+
+def _ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return ort.InferenceSession(model.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _computed(name: str, array: np.ndarray, nodes: list[onnx.NodeProto],
+              inits: list[onnx.TensorProto]) -> None:
+    """``name`` = ConstantOfShape(Shape(noise)) * 0.5 + noise: a constant subgraph, as the light
+    models compute their weights, that still yields data worth checking (``noise * 1.5``)."""
+    inits.append(numpy_helper.from_array(array, f"{name}_noise"))
+    nodes += [
+        helper.make_node("Shape", [f"{name}_noise"], [f"{name}_shape"]),
+        helper.make_node("ConstantOfShape", [f"{name}_shape"], [f"{name}_fill"],
+                         value=numpy_helper.from_array(np.array([0.5], np.float32))),
+        helper.make_node("Mul", [f"{name}_fill", f"{name}_noise"], [f"{name}_half"]),
+        helper.make_node("Add", [f"{name}_half", f"{name}_noise"], [name]),
+    ]
+
+
+def computed_weights_model() -> onnx.ModelProto:
+    """Conv -> BN -> Mul -> Add (Caffe2-style affine) -> Relu, then a Concat with the input
+    and a pre-activation BN -> Mul -> Add -> Relu (densenet), every weight computed."""
+    rng = np.random.default_rng(5)
+    c_in, c_out = 3, 8
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    _computed("w", rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32), nodes, inits)
+    for prefix, ch in (("bn1", c_out), ("bn2", c_out + c_in)):
+        _computed(f"{prefix}_g", rng.uniform(0.5, 2, ch).astype(np.float32), nodes, inits)
+        _computed(f"{prefix}_b", rng.standard_normal(ch).astype(np.float32), nodes, inits)
+        _computed(f"{prefix}_m", rng.standard_normal(ch).astype(np.float32), nodes, inits)
+        _computed(f"{prefix}_v", rng.uniform(0.1, 3, ch).astype(np.float32), nodes, inits)
+        _computed(f"{prefix}_s", rng.uniform(0.5, 2, (ch, 1, 1)).astype(np.float32), nodes,
+                  inits)
+        _computed(f"{prefix}_t", rng.standard_normal((ch, 1, 1)).astype(np.float32), nodes,
+                  inits)
+    nodes += [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "bn1_g", "bn1_b", "bn1_m", "bn1_v"],
+                         ["n1"], epsilon=1e-3),
+        helper.make_node("Mul", ["n1", "bn1_s"], ["s1"]),
+        helper.make_node("Add", ["bn1_t", "s1"], ["t1"]),  # constant first: commutes
+        helper.make_node("Relu", ["t1"], ["r1"]),
+        helper.make_node("Concat", ["r1", "x"], ["cat"], axis=1),
+        helper.make_node("BatchNormalization", ["cat", "bn2_g", "bn2_b", "bn2_m", "bn2_v"],
+                         ["n2"]),
+        helper.make_node("Mul", ["n2", "bn2_s"], ["s2"]),
+        helper.make_node("Add", ["s2", "bn2_t"], ["t2"]),
+        helper.make_node("Relu", ["t2"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "computed", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, c_in, 9, 9])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=9)
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_computed_weights_fold_into_conv_and_one_scale_step(backend: str) -> None:
+    if backend == "numba":
+        pytest.importorskip("walle_backend_numba")
+    model = computed_weights_model()
+    x = np.random.default_rng(0).standard_normal((1, 3, 9, 9)).astype(np.float32)
+    session = Session(model.SerializeToString(), backend=backend)
+    stats = session.graph_stats
+    assert stats["conv_batchnorm_folded"] == 1  # needs the computed weights as constants
+    assert stats["conv_affine_folded"] == 2 and stats["channel_affine_merged"] == 2
+    ops = [n.op_type for n in session.graph.nodes]
+    assert sorted(ops) == ["BatchNormalization", "Concat", "Conv", "Relu", "Relu"]
+    assert not {"ConstantOfShape", "Shape", "Mul", "Add"} & set(ops)
+    program = session.plan_for({"x": TensorSpec((1, 3, 9, 9), dtypes.float32)})
+    assert program is not None
+    # after the Concat, the pre-activation BN, its Mul and Add and the Relu are one
+    # Elementwise; nothing computes their scale or shift per run (at most the broadcasts of
+    # the two constant vectors, which the planner folds away at this small size)
+    concat = max(k for k, s in enumerate(program.steps) if s.origin.startswith("Concat"))
+    tail = program.steps[concat + 1:]
+    assert [s.prim.kind for s in tail if s.prim.kind != "Raster"] == ["Elementwise"]
+    assert len(tail) <= 3
+    np.testing.assert_allclose(session.run({"x": x})["y"], _ort(model, {"x": x})[0],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_constant_folding_guard_and_source_graph_untouched() -> None:
+    from walle_core.frontend.onnx import load_model
+    from walle_core.runtime.constant_folding import fold_constants
+
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"],
+                              value=numpy_helper.from_array(np.array([2.0], np.float32))),
+             helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+             helper.make_node("Add", ["x", "total"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([256, 256], np.int64), "shape")]
+    graph = helper.make_graph(nodes, "guard", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [2])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=9)
+    source = load_model(model.SerializeToString())
+    kept, n_kept = fold_constants(source, budget=64 << 10)  # 256 KB would not fit in 64 KB
+    assert n_kept == 0 and [n.op_type for n in kept.nodes] == [n.op_type for n in source.nodes]
+    folded, n_folded = fold_constants(source)
+    assert n_folded == 2 and [n.op_type for n in folded.nodes] == ["Add"]
+    assert float(folded.nodes[0].inputs[1].const) == 2.0 * 256 * 256  # type: ignore[union-attr]
+    assert all(o.const is None for n in source.nodes for o in n.outputs)
+    x = np.array([1.0, -1.0], np.float32)
+    np.testing.assert_allclose(Session(model.SerializeToString()).run({"x": x})["y"],
+                               _ort(model, {"x": x})[0])

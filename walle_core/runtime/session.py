@@ -20,7 +20,7 @@ from walle_core.ir.graph import Dim, Graph, Value
 from walle_core.ir.primitives import TensorSpec
 from walle_core.runtime.backends import PlanningView, resolve
 from walle_core.runtime.executor import Executable
-from walle_core.runtime.graph_passes import fold_conv_batchnorm
+from walle_core.runtime.graph_passes import optimize_graph
 from walle_core.runtime.passes import optimize
 from walle_core.runtime.planner import Program, plan, unsupported_ops
 from walle_core.search import Placement
@@ -48,8 +48,7 @@ class Session:
     def __init__(self, model: str | os.PathLike[str] | bytes | Graph, backend: str = "auto",
                  threads: int | None = None) -> None:
         self.source_graph = model if isinstance(model, Graph) else load_model(model)
-        self.graph, folded = fold_conv_batchnorm(self.source_graph)
-        self.graph_stats = {"conv_batchnorm_folded": folded}
+        self.graph, self.graph_stats = optimize_graph(self.source_graph)
         self.backends, self.fallback, self.notes = resolve(backend, threads)
         self.backend = self.backends[0]
         self._view = PlanningView(self.backends + self.fallback)

@@ -3,7 +3,8 @@
 Value types come from the model's own declarations completed by ONNX shape inference (best
 effort: the engine re-derives concrete shapes when it plans, this is for metadata and
 ``walle model inspect``). ``Constant`` nodes become constant values here, the first step of
-constant folding; the planner folds the rest once input shapes are known.
+constant folding; the session then folds every node whose inputs are all constants
+(``runtime/constant_folding``), and the planner what depends on input shapes.
 """
 
 from __future__ import annotations
