@@ -20,6 +20,7 @@ from walle_core.ir.graph import Dim, Graph, Value
 from walle_core.ir.primitives import TensorSpec
 from walle_core.runtime.backends import PlanningView, resolve
 from walle_core.runtime.executor import Executable
+from walle_core.runtime.governor import ThreadGovernor, cores
 from walle_core.runtime.graph_passes import optimize_graph
 from walle_core.runtime.passes import optimize
 from walle_core.runtime.planner import Program, plan, unsupported_ops
@@ -52,6 +53,8 @@ class Session:
         self.backends, self.fallback, self.notes = resolve(backend, threads)
         self.backend = self.backends[0]
         self._view = PlanningView(self.backends + self.fallback)
+        self.governor = ThreadGovernor(max(b.threads or cores() for b in self.backends +
+                                           self.fallback))
         missing = unsupported_ops(self.graph, self._view)
         if missing:
             raise UnsupportedOpsError(missing, backend)
@@ -123,6 +126,7 @@ class Session:
         exe = self._prepare(specs)
         if exe is None:
             return self._run_eager(specs, arrays, output_names)
+        self.governor.tick()
         return _select(exe.run(arrays), output_names)
 
     def _run_eager(self, specs: dict[str, TensorSpec], arrays: dict[str, Any],

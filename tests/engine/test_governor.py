@@ -1,0 +1,74 @@
+"""BLAS threads drop to one while the CPU is contended, and come back when it is not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from walle_core.runtime import governor as gov
+
+
+def test_psi_is_parsed(tmp_path: Path) -> None:
+    f = tmp_path / "cpu"
+    f.write_text("some avg10=47.68 avg60=70.04 avg300=39.33 total=2587\n"
+                 "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    assert gov.psi_some_avg10(f) == pytest.approx(47.68)
+    assert gov.psi_some_avg10(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("psi,load,previous,want", [
+    (40.0, None, False, True), (5.0, None, True, False),
+    (15.0, None, True, True), (15.0, None, False, False),  # hysteresis band keeps the state
+    (None, 2.0, False, True), (None, 0.5, True, False), (None, 1.0, True, True),
+    (None, None, True, False),  # nothing to go by: not contended
+])
+def test_contended_thresholds(psi: float | None, load: float | None, previous: bool,
+                              want: bool) -> None:
+    assert gov.contended(previous, psi=lambda: psi, load=lambda: load) is want
+
+
+def test_governor_switches_blas_threads_and_back(monkeypatch: Any) -> None:
+    applied: list[int] = []
+    state = {"busy": False}
+    clock = [100.0]
+    monkeypatch.setattr(gov.time, "monotonic", lambda: clock[0])
+    g = gov.ThreadGovernor(4, interval=0.5, probe=lambda prev: state["busy"],
+                           apply=applied.append)
+    g.tick()
+    assert applied == []  # quiet: nothing changes
+    state["busy"] = True
+    clock[0] += 0.1
+    g.tick()
+    assert applied == []  # checked at most every interval
+    clock[0] += 0.5
+    g.tick()
+    assert applied == [1] and g.busy
+    state["busy"] = False
+    clock[0] += 0.6
+    g.tick()
+    assert applied == [1, 4] and not g.busy and g.switches == 2
+
+
+def test_single_thread_sessions_and_the_opt_out_never_switch(monkeypatch: Any) -> None:
+    assert not gov.ThreadGovernor(1).enabled
+    monkeypatch.setenv("WALLE_ADAPTIVE_THREADS", "0")
+    assert not gov.ThreadGovernor(4).enabled
+
+
+def test_session_ticks_the_governor() -> None:
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    from walle_core.runtime.session import Session
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    session = Session(model.SerializeToString(), backend="reference", threads=2)
+    seen: list[bool] = []
+    session.governor._probe = lambda prev: seen.append(prev) or False  # type: ignore[assignment]
+    session.run({"x": np.array([-1.0, 0.0, 2.0], np.float32)})
+    assert seen == [False]
