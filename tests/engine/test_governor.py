@@ -72,3 +72,26 @@ def test_session_ticks_the_governor() -> None:
     session.governor._probe = lambda prev: seen.append(prev) or False  # type: ignore[assignment]
     session.run({"x": np.array([-1.0, 0.0, 2.0], np.float32)})
     assert seen == [False]
+
+
+def test_repeated_runs_skip_validation_but_a_changed_feed_is_checked() -> None:
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    from walle_core.ir.errors import InputError
+    from walle_core.runtime.session import Session
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    session = Session(model.SerializeToString(), backend="reference")
+    x = np.array([[-1.0, 2.0]], np.float32)
+    np.testing.assert_array_equal(session.run({"x": x})["y"], [[0.0, 2.0]])
+    np.testing.assert_array_equal(session.run({"x": -x})["y"], [[1.0, 0.0]])  # fast path
+    with pytest.raises(InputError, match="dtype"):
+        session.run({"x": x.astype(np.float64)})
+    with pytest.raises(InputError, match="rank"):
+        session.run({"x": x[0]})
+    np.testing.assert_array_equal(session.run({"x": np.ones((3, 2), np.float32)})["y"],
+                                  np.ones((3, 2)))

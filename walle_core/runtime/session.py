@@ -53,6 +53,7 @@ class Session:
         self.backends, self.fallback, self.notes = resolve(backend, threads)
         self.backend = self.backends[0]
         self._view = PlanningView(self.backends + self.fallback)
+        self._last: tuple[Any, Any] = (None, None)  # feed signature -> its Executable
         self.governor = ThreadGovernor(max(b.threads or cores() for b in self.backends +
                                            self.fallback))
         missing = unsupported_ops(self.graph, self._view)
@@ -117,6 +118,14 @@ class Session:
     def run(self, feeds: dict[str, Any], output_names: list[str] | None = None
             ) -> dict[str, np.ndarray]:
         """Run the model; returns every output (or ``output_names``) by name."""
+        try:  # the same names, shapes and dtypes as last time: validated and planned already
+            sig = tuple((n, a.shape, a.dtype) for n, a in feeds.items())
+        except AttributeError:
+            sig = None
+        if sig is not None and sig == self._last[0]:
+            exe = self._last[1]
+            self.governor.tick()
+            return _select(exe.run(feeds), output_names)
         arrays = self._validate(feeds)
         if not all(isinstance(a, np.ndarray) for a in arrays.values()):
             return self._run_eager({}, arrays, output_names)  # sequences: values, not buffers
@@ -126,6 +135,8 @@ class Session:
         exe = self._prepare(specs)
         if exe is None:
             return self._run_eager(specs, arrays, output_names)
+        if sig is not None:
+            self._last = (sig, exe)
         self.governor.tick()
         return _select(exe.run(arrays), output_names)
 

@@ -71,8 +71,13 @@ def plan_elementwise(prim: Elementwise, ins: Sequence[TensorSpec | None],
     except elementwise.Unsupported:
         return None
 
+    memo: list[Any] = [None, None]  # buffer ids -> flat views (a plan passes the same ones)
+
     def run(i: list[Any], o: list[Any]) -> None:
-        kernel(o[0].reshape(-1), *(a.reshape(-1) for a in i))
+        key = (id(o[0]), *map(id, i))  # the memo holds the buffers: ids stay unique
+        if memo[0] != key:
+            memo[0], memo[1] = key, (o[0].reshape(-1), *(a.reshape(-1) for a in i))
+        kernel(*memo[1])
 
     return run
 
@@ -121,7 +126,7 @@ def compile_step(step: Step, ins: Sequence[TensorSpec | None],
 
     def run(i: Sequence[Any], o: Sequence[Any]) -> None:
         try:
-            body(list(i), list(o))
+            body(i, o)  # type: ignore[arg-type]
         except ExecutionError:
             raise
         except Exception as exc:

@@ -178,8 +178,12 @@ def plan(prim: Raster) -> Callable[[list[np.ndarray], np.ndarray], None] | None:
             ops[-1][2].append(row(r, dims))
         else:
             ops.append(("table", r.src, [row(r, dims)]))
-    program = [(kind, src, np.asarray(arg, dtype=np.int64) if kind == "table" else arg)
-               for kind, src, arg in ops]
+    program = []
+    for kind, src, arg in ops:  # table copies pick their kernel now, not per run
+        if kind == "table":
+            table = np.asarray(arg, dtype=np.int64)
+            arg = (copy_table.parallel if table[:, 11].any() else copy_table.serial, table)
+        program.append((kind, src, arg))
     fill, accumulate = prim.fill, prim.accumulate
 
     def run(ins: list[np.ndarray], out: np.ndarray) -> None:
@@ -198,7 +202,7 @@ def plan(prim: Raster) -> Callable[[list[np.ndarray], np.ndarray], None] | None:
                 so, ss0, do, dd1, rows, cols = arg
                 transpose_2d.pick(rows * cols)(s, so, ss0, flat, do, dd1, rows, cols)
             else:
-                kernel = copy_table.parallel if arg[:, 11].any() else copy_table.serial
-                kernel(s, flat, arg, accumulate)
+                kernel, table = arg
+                kernel(s, flat, table, accumulate)
 
     return run
