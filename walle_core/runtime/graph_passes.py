@@ -13,10 +13,11 @@ constants like any initializer, then folds per-channel affine steps:
   Concat) becomes one scale+shift with its two vectors computed here once (a BatchNormalization
   with mean 0, variance 1, epsilon 0), and the per-channel ``Mul``/``Add`` after it merge into
   those vectors: one Elementwise step at run time where there were BN, Mul and Add.
-  Its two vectors are still broadcast by per-run rasters: Elementwise operands are full-size or
-  scalar in the primitive contract, and a full-size constant would cost a copy of the activation
-  for every BN. A 1x1 depthwise Conv (MNN's Scale op) has no rasters, but numba's depthwise kernel
-  was 2x slower than raster+Elementwise at 14x14 and 7x7 planes, so it is not used here.
+  On NCHW the scale+shift is a 1x1 depthwise Conv (MNN's Scale op): one native pass, with the
+  Relu after it fused into the Conv. (As an Elementwise it needed its two vectors broadcast by
+  per-run rasters: Elementwise operands are full-size or scalar in the primitive contract, and
+  full-size constants would cost a copy of the activation per BN.) Other ranks keep the
+  BatchNormalization form.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class _Rewriter:
         s = aff.scale if aff.scale is not None else 1.0
         t = aff.shift if aff.shift is not None else 0.0
         self.scales[k] = (scale * s, shift * s + t)
-        self.nodes[k] = _scale_shift(bn, *self.scales[k], node.outputs[0])
+        self.nodes[k] = _scale_shift(bn, *self.scales[k], node.outputs[0], self.rank[k])
         self.nodes[index] = None
         self.producer[id(node.outputs[0])] = k
         self.stats["channel_affine_merged"] += 1
@@ -171,7 +172,8 @@ class _Rewriter:
             return
         self.scales[index] = (aff.scale, aff.shift)
         self.rank[index] = len(t.shape)
-        self.nodes[index] = _scale_shift(node, aff.scale, aff.shift, node.outputs[0])
+        self.nodes[index] = _scale_shift(node, aff.scale, aff.shift, node.outputs[0],
+                                         len(t.shape))
 
     def run(self) -> Graph:
         for index, node in enumerate(self.graph.nodes):
@@ -200,11 +202,20 @@ def _per_channel(c: np.ndarray | None, channels: int, rank: int) -> np.ndarray |
     return np.broadcast_to(c.astype(np.float64).reshape(-1), (channels,)).copy()
 
 
-def _scale_shift(bn: Node, scale: np.ndarray, shift: np.ndarray, out: Value) -> Node:
-    """``y = x * scale + shift`` as an inference BatchNormalization with mean 0, variance 1
-    and epsilon 0, whose lowering then computes ``a = scale``, ``b = shift`` exactly."""
+def _scale_shift(bn: Node, scale: np.ndarray, shift: np.ndarray, out: Value, rank: int
+                 ) -> Node:
+    """``y = x * scale + shift`` per channel. On NCHW (rank 4) a 1x1 depthwise Conv (MNN's
+    Scale): a native kernel does it in one pass with an activation after it fused, where the
+    decomposed form broadcast both vectors with per-run rasters. Otherwise an inference
+    BatchNormalization with mean 0, variance 1 and epsilon 0, whose lowering then computes
+    ``a = scale``, ``b = shift`` exactly."""
     dtype = np.asarray(bn.inputs[1].const).dtype  # type: ignore[union-attr]
     n = out.name
+    if rank == 4:
+        c = scale.shape[0]
+        weight = _const(f"{n}_scale", scale.reshape(c, 1, 1, 1), dtype)
+        return Node("Conv", [bn.inputs[0], weight, _const(f"{n}_shift", shift, dtype)], [out],
+                    {"group": c, "kernel_shape": [1, 1]}, bn.domain, bn.name)
     params = [_const(f"{n}_scale", scale, dtype), _const(f"{n}_shift", shift, dtype),
               _const(f"{n}_mean", np.zeros_like(scale), dtype),
               _const(f"{n}_var", np.ones_like(scale), dtype)]

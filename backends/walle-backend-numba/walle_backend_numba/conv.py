@@ -147,6 +147,18 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
     zero = lo - lo
     s0 = max(0, pw)
     s1 = min(wp, w + pw)
+    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and \
+            oh == h and ow == w:
+        # a per-channel scale and shift (a standalone BatchNorm): one pass, no padded copy
+        for nc in numba.prange(n_ * c_):
+            n = nc // c_
+            c = nc % c_
+            k0 = wt[c, 0, 0, 0]
+            b = bias[c] if has_bias else zero
+            for p in range(oh):
+                for q in range(ow):
+                    y[n, c, p, q] = _act1(x[n, c, p, q] * k0 + b, act, lo, hi)
+        return
     if dh == 1 and dw == 1:
         prow = -(-hp // sh)  # rows and columns of one phase plane
         pcol = -(-wp // sw)
