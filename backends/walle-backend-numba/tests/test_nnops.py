@@ -41,7 +41,7 @@ POOLS = [
     ((1, 3, 11, 13), {"kernel_shape": [3, 4], "strides": [3, 3], "pads": [1, 2, 0, 1]}),
     ((2, 2, 12, 12), {"kernel_shape": [5, 5], "strides": [2, 2], "pads": [2, 2, 2, 2],
                       "count_include_pad": 1, "ceil_mode": 1}),
-    # stride 1 and large enough for the all-planes flat kernel (pool_flat)
+    # stride 1, planes large and small
     ((1, 8, 20, 20), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
     ((1, 8, 20, 21), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
     ((2, 6, 17, 15), {"kernel_shape": [2, 3], "pads": [0, 1, 1, 0]}),
