@@ -22,6 +22,9 @@ class Dual:
     """A serial and a parallel compilation of one kernel."""
 
     def __init__(self, fn: Callable[..., Any], **options: Any) -> None:
+        # numpy's error model: a float division is not checked for zero (Python's model
+        # raises, and that check in a loop stops LLVM vectorising it: LRN 3.3 -> 0.84 ms)
+        options.setdefault("error_model", "numpy")
         twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
                                   fn.__defaults__, fn.__closure__)
         twin.__qualname__ = fn.__qualname__ + "_serial"

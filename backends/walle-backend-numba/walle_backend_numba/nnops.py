@@ -428,34 +428,53 @@ def plan_layer_norm(attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
 
 # ---- LRN ----------------------------------------------------------------------
 
-@dual(fastmath=SAFE_MATH)
+@dual(fastmath=SAFE_MATH, error_model="numpy")
 def lrn(x: Any, y: Any, lo: int, hi: int, k: Any, bias: Any, beta: Any,
         mode: int) -> None:  # pragma: no cover
     """y[n, c] = x[n, c] / (bias + k * sum_{c' in [c-lo, c+hi]} x[n, c']^2) ** beta over
-    x [N, C, S]. The window sum is accumulated in float64 per pixel row (vectorised over S);
-    beta 0.75 / 0.5 / 1 take sqrt forms instead of a scalar pow per element (``mode``)."""
+    x [N, C, S].
+
+    The window sum slides along the channels (add the square entering, subtract the one
+    leaving: two passes per channel instead of ``size``), accumulated in float64 so the
+    subtraction loses nothing that matters; the power is taken in the tensor's dtype, beta 0.75
+    / 0.5 / 1 as square roots instead of a scalar pow (``mode``), vectorised over S. Indices
+    are whole-array (no view per channel and window step).
+    """
     n_, c_, sp = x.shape
-    for nc in numba.prange(n_ * c_):
-        n = nc // c_
-        c = nc % c_
+    for n in numba.prange(n_):
         acc = np.zeros(sp, np.float64)
-        for j in range(max(0, c - lo), min(c_, c + hi + 1)):
-            xr = x[n, j]
+        sums = np.empty(sp, x.dtype)  # the window sums in the tensor's dtype
+        for j in range(min(c_, hi)):  # the window of channel 0 minus its top element
             for i in range(sp):
-                v = np.float64(xr[i])
+                v = np.float64(x[n, j, i])
                 acc[i] += v * v
-        xo = x[n, c]
-        yo = y[n, c]
-        for i in range(sp):
-            d = bias + k * acc[i]
+        for c in range(c_):
+            top = c + hi
+            if top < c_:
+                for i in range(sp):
+                    v = np.float64(x[n, top, i])
+                    acc[i] += v * v
+            out = c - lo - 1
+            if out >= 0:
+                for i in range(sp):
+                    v = np.float64(x[n, out, i])
+                    acc[i] -= v * v
+            for i in range(sp):  # sliding sums may end a hair below 0
+                sums[i] = acc[i] if acc[i] > 0 else 0.0
+            # bias, k, beta come typed like x: this runs in its dtype; one loop per mode
             if mode == 1:  # beta = 0.75
-                r = np.sqrt(d)
-                d = r * np.sqrt(r)
+                for i in range(sp):
+                    r = np.sqrt(bias + k * sums[i])
+                    y[n, c, i] = x[n, c, i] / (r * np.sqrt(r))
             elif mode == 2:  # beta = 0.5
-                d = np.sqrt(d)
-            elif mode == 0:
-                d = d ** beta
-            yo[i] = xo[i] / d
+                for i in range(sp):
+                    y[n, c, i] = x[n, c, i] / np.sqrt(bias + k * sums[i])
+            elif mode == 3:  # beta = 1
+                for i in range(sp):
+                    y[n, c, i] = x[n, c, i] / (bias + k * sums[i])
+            else:
+                for i in range(sp):
+                    y[n, c, i] = x[n, c, i] / (bias + k * sums[i]) ** beta
 
 
 def plan_lrn(attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
@@ -470,11 +489,13 @@ def plan_lrn(attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
     mode = {0.75: 1, 0.5: 2, 1.0: 3}.get(beta, 0)
     n, c = x.shape[0], x.shape[1]
     sp = int(np.prod(x.shape[2:]))
-    kernel = lrn.pick(x.size * size)
+    kernel = lrn.pick(x.size * size if n > 1 else 0)  # parallel over the batch only
+
+    dt = x.dtype.np.type
+    k_, bias_, beta_ = dt(alpha / size), dt(bias), dt(beta)
 
     def run(i: list[Any], o: list[Any]) -> None:
-        kernel(i[0].reshape(n, c, sp), o[0].reshape(n, c, sp), lo, hi, alpha / size, bias, beta,
-               mode)
+        kernel(i[0].reshape(n, c, sp), o[0].reshape(n, c, sp), lo, hi, k_, bias_, beta_, mode)
 
     return run
 
