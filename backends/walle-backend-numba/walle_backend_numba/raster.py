@@ -26,53 +26,45 @@ Dims = list[tuple[int, int, int]]  # (size, src stride, dst stride), outermost f
 @numba.njit(cache=True, inline="always")
 def _copy_run(src: Any, sb: int, s2: int, dst: Any, db: int, d2: int, n2: int,
               accumulate: bool) -> None:  # pragma: no cover
-    """One innermost run. Through slices (views), the loop counter indexes without numba's
-    negative-index wraparound check, so unit-stride runs become vector copies."""
+    """One innermost run, indexed directly: each index is a base LLVM can see is >= 0
+    (``max(.., 0)``; region offsets never are negative) plus the loop counter times a stride
+    known positive in that branch, so numba's negative-index select drops out and unit-stride
+    runs vectorise. (Slices and ``dv[:] = sv`` cost ~0.3 us of setup per run: a channel
+    shuffle of 240 planes took 94 us against numpy's 18.)"""
     if n2 <= 0:
         return
+    s0 = max(sb, 0)
+    d0 = max(db, 0)
     if s2 == 1 and d2 == 1:
-        sv = src[sb:sb + n2]
-        dv = dst[db:db + n2]
         if accumulate:
             for k in range(n2):
-                dv[k] += sv[k]
+                dst[d0 + k] += src[s0 + k]
         else:
-            dv[:] = sv
+            for k in range(n2):
+                dst[d0 + k] = src[s0 + k]
     elif s2 > 0 and d2 == 1:  # gather into a contiguous run
-        sv = src[sb:sb + (n2 - 1) * s2 + 1:s2]
-        dc = dst[db:db + n2]
         if accumulate:
             for k in range(n2):
-                dc[k] += sv[k]
+                dst[d0 + k] += src[s0 + k * s2]
         else:
             for k in range(n2):
-                dc[k] = sv[k]
+                dst[d0 + k] = src[s0 + k * s2]
     elif s2 > 0 and d2 > 0:
-        sv = src[sb:sb + (n2 - 1) * s2 + 1:s2]
-        dv = dst[db:db + (n2 - 1) * d2 + 1:d2]
         if accumulate:
             for k in range(n2):
-                dv[k] += sv[k]
+                dst[d0 + k * d2] += src[s0 + k * s2]
         else:
             for k in range(n2):
-                dv[k] = sv[k]
-    elif s2 == 0 and d2 == 1:  # broadcast one source element into a contiguous run
-        dc = dst[db:db + n2]
-        if accumulate:
-            for k in range(n2):
-                dc[k] += src[sb]
-        else:
-            dc[:] = src[sb]
+                dst[d0 + k * d2] = src[s0 + k * s2]
     elif s2 == 0 and d2 > 0:  # broadcast one source element
-        dv = dst[db:db + (n2 - 1) * d2 + 1:d2]
-        v = src[sb]
+        v = src[s0]
         if accumulate:
             for k in range(n2):
-                dv[k] += v
+                dst[d0 + k * d2] += v
         else:
             for k in range(n2):
-                dv[k] = v
-    else:  # negative strides: index directly
+                dst[d0 + k * d2] = v
+    else:  # negative strides: index as given
         if accumulate:
             for k in range(n2):
                 dst[db + k * d2] += src[sb + k * s2]
