@@ -171,19 +171,27 @@ def plan(prim: Raster) -> Callable[[list[np.ndarray], np.ndarray], None] | None:
         else:
             ops.append(("table", r.src, [row(r, dims)]))
     program = []
-    for kind, src, arg in ops:  # table copies pick their kernel now, not per run
+    for kind, src, arg in ops:  # copies pick their kernel now, not per run
         if kind == "table":
             table = np.asarray(arg, dtype=np.int64)
             arg = (copy_table.parallel if table[:, 11].any() else copy_table.serial, table)
+        elif kind == "t2d":
+            arg = (transpose_2d.pick(arg[4] * arg[5]), *arg)
         program.append((kind, src, arg))
     fill, accumulate = prim.fill, prim.accumulate
 
+    memo: list[Any] = [None, None]  # buffer ids -> flat views (a plan passes the same ones)
+
     def run(ins: list[np.ndarray], out: np.ndarray) -> None:
-        flat = out.reshape(-1)
+        key = (id(out), *map(id, ins))  # the memo holds the buffers: ids stay unique
+        if memo[0] != key:
+            memo[0], memo[1] = key, (out.reshape(-1), [a.reshape(-1) if a is not None else None
+                                                       for a in ins], ins, out)
+        flat, flats = memo[1][0], memo[1][1]
         if fill is not None:
             flat.fill(fill)
         for kind, src, arg in program:
-            s = ins[src].reshape(-1)
+            s = flats[src]
             if kind == "flat":
                 so, do, n = arg
                 if accumulate:
@@ -191,8 +199,8 @@ def plan(prim: Raster) -> Callable[[list[np.ndarray], np.ndarray], None] | None:
                 else:
                     flat[do:do + n] = s[so:so + n]
             elif kind == "t2d":
-                so, ss0, do, dd1, rows, cols = arg
-                transpose_2d.pick(rows * cols)(s, so, ss0, flat, do, dd1, rows, cols)
+                kernel, so, ss0, do, dd1, rows, cols = arg
+                kernel(s, so, ss0, flat, do, dd1, rows, cols)
             else:
                 kernel, table = arg
                 kernel(s, flat, table, accumulate)
