@@ -87,3 +87,19 @@ def test_model_names_resolve() -> None:
     assert path.exists()
     with pytest.raises(UnknownModel):
         resolve("no_such_model")
+
+
+def test_walle_runner_imports_its_backends_in_check_like_every_peer() -> None:
+    """The worker's memory baseline is taken after check(): Walle's backend plugins must be
+    imported there, as onnxruntime's library is in its check(), or Walle alone pays for its
+    library code in the peak-memory figure. Run in a fresh interpreter to see the import."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("walle_backend_numba")
+    code = ("import sys; from walle_core.bench.runners import WalleRunner; "
+            "before = 'walle_backend_numba' in sys.modules; WalleRunner('numba').check(); "
+            "print(before, 'walle_backend_numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True"]

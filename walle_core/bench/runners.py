@@ -61,8 +61,14 @@ class WalleRunner:
     def check(self) -> str:
         # Not "not installed": if the engine does not import, that is a Walle failure.
         from walle_core import __version__
+        from walle_core.runtime.backends import resolve
         from walle_core.runtime.session import Session  # noqa: F401
 
+        # import the backend plugins this run resolves to (numba and its LLVM, ~55 MB) here,
+        # as the other runners import their library in check(): the worker's peak memory
+        # excludes library code for every runner alike. Their kernels are still loaded (and
+        # counted) when the session first runs.
+        resolve(self.backend)
         return f"{__version__} ({self.backend})"
 
     def convert(self, model_path: Path, cache_dir: Path) -> None:
