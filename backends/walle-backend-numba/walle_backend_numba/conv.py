@@ -171,62 +171,67 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
             for j in range(kw):
                 tph[i * kw + j] = (i % sh) * sw + j % sw
                 toff[i * kw + j] = (i // sh) * pcol + j // sw
-        for nc in numba.prange(n_ * c_):
-            n = nc // c_
-            c = nc % c_
+        # the phase planes and accumulator are allocated once per chunk of planes, not per
+        # plane: every plane writes the same interior, so the zero padding stays zero
+        planes_all = n_ * c_
+        nchunk = min(planes_all, 8)
+        for chunk in numba.prange(nchunk):
             planes = np.zeros((nph, prow * pcol), x.dtype)
-            for r in range(hp):
-                ih = r - ph
-                if ih < 0 or ih >= h:
-                    continue
-                a = (r % sh) * sw
-                rbase = (r // sh) * pcol
-                for bcol in range(sw):
-                    # padded columns k*sw + bcol inside [s0, s1): k in [k0, k1)
-                    k0 = (s0 - bcol + sw - 1) // sw if s0 > bcol else 0
-                    k1 = (s1 - 1 - bcol) // sw + 1 if s1 > bcol else 0
-                    # indices written base + loop counter with a base LLVM can see is >= 0
-                    # (max(.., 0)): no wraparound select, so the copies vectorise
-                    dst0 = max(rbase + k0, 0)
-                    src0 = max(k0 * sw + bcol - pw, 0)
-                    if sw == 1:
-                        for k in range(k1 - k0):
-                            planes[a + bcol, dst0 + k] = x[n, c, ih, src0 + k]
-                    elif sw == 2:
-                        for k in range(k1 - k0):
-                            planes[a + bcol, dst0 + k] = x[n, c, ih, src0 + 2 * k]
-                    else:
-                        for k in range(k1 - k0):
-                            planes[a + bcol, dst0 + k] = x[n, c, ih, src0 + k * sw]
-            b = bias[c] if has_bias else zero
             accf = np.empty(total, x.dtype)
-            if kh == 3 and kw == 3:  # all nine taps in one pass: the accumulator stays put
-                p0, p1, p2, p3, p4 = tph[0], tph[1], tph[2], tph[3], tph[4]
-                p5, p6, p7, p8 = tph[5], tph[6], tph[7], tph[8]
-                o0, o1, o2 = max(toff[0], 0), max(toff[1], 0), max(toff[2], 0)
-                o3, o4, o5 = max(toff[3], 0), max(toff[4], 0), max(toff[5], 0)
-                o6, o7, o8 = max(toff[6], 0), max(toff[7], 0), max(toff[8], 0)
-                k0, k1, k2 = wt[c, 0, 0, 0], wt[c, 0, 0, 1], wt[c, 0, 0, 2]
-                k3, k4, k5 = wt[c, 0, 1, 0], wt[c, 0, 1, 1], wt[c, 0, 1, 2]
-                k6, k7, k8 = wt[c, 0, 2, 0], wt[c, 0, 2, 1], wt[c, 0, 2, 2]
-                for t in range(total):
-                    accf[t] = (b + k0 * planes[p0, o0 + t] + k1 * planes[p1, o1 + t]
-                               + k2 * planes[p2, o2 + t] + k3 * planes[p3, o3 + t]
-                               + k4 * planes[p4, o4 + t] + k5 * planes[p5, o5 + t]
-                               + k6 * planes[p6, o6 + t] + k7 * planes[p7, o7 + t]
-                               + k8 * planes[p8, o8 + t])
-            else:
-                for t in range(total):
-                    accf[t] = b
-                for tap in range(kh * kw):
-                    wv = wt[c, 0, tap // kw, tap % kw]
-                    pp, oo = tph[tap], max(toff[tap], 0)
+            for nc in range(chunk * planes_all // nchunk, (chunk + 1) * planes_all // nchunk):
+                n = nc // c_
+                c = nc % c_
+                for r in range(hp):
+                    ih = r - ph
+                    if ih < 0 or ih >= h:
+                        continue
+                    a = (r % sh) * sw
+                    rbase = (r // sh) * pcol
+                    for bcol in range(sw):
+                        # padded columns k*sw + bcol inside [s0, s1): k in [k0, k1)
+                        k0 = (s0 - bcol + sw - 1) // sw if s0 > bcol else 0
+                        k1 = (s1 - 1 - bcol) // sw + 1 if s1 > bcol else 0
+                        # indices written base + loop counter with a base LLVM can see is >= 0
+                        # (max(.., 0)): no wraparound select, so the copies vectorise
+                        dst0 = max(rbase + k0, 0)
+                        src0 = max(k0 * sw + bcol - pw, 0)
+                        if sw == 1:
+                            for k in range(k1 - k0):
+                                planes[a + bcol, dst0 + k] = x[n, c, ih, src0 + k]
+                        elif sw == 2:
+                            for k in range(k1 - k0):
+                                planes[a + bcol, dst0 + k] = x[n, c, ih, src0 + 2 * k]
+                        else:
+                            for k in range(k1 - k0):
+                                planes[a + bcol, dst0 + k] = x[n, c, ih, src0 + k * sw]
+                b = bias[c] if has_bias else zero
+                if kh == 3 and kw == 3:  # all nine taps in one pass: the accumulator stays put
+                    p0, p1, p2, p3, p4 = tph[0], tph[1], tph[2], tph[3], tph[4]
+                    p5, p6, p7, p8 = tph[5], tph[6], tph[7], tph[8]
+                    o0, o1, o2 = max(toff[0], 0), max(toff[1], 0), max(toff[2], 0)
+                    o3, o4, o5 = max(toff[3], 0), max(toff[4], 0), max(toff[5], 0)
+                    o6, o7, o8 = max(toff[6], 0), max(toff[7], 0), max(toff[8], 0)
+                    k0, k1, k2 = wt[c, 0, 0, 0], wt[c, 0, 0, 1], wt[c, 0, 0, 2]
+                    k3, k4, k5 = wt[c, 0, 1, 0], wt[c, 0, 1, 1], wt[c, 0, 1, 2]
+                    k6, k7, k8 = wt[c, 0, 2, 0], wt[c, 0, 2, 1], wt[c, 0, 2, 2]
                     for t in range(total):
-                        accf[t] += wv * planes[pp, oo + t]
-            for p in range(oh):
-                base = max(p * pcol, 0)
-                for q in range(ow):
-                    y[n, c, p, q] = _act1(accf[base + q], act, lo, hi)
+                        accf[t] = (b + k0 * planes[p0, o0 + t] + k1 * planes[p1, o1 + t]
+                                   + k2 * planes[p2, o2 + t] + k3 * planes[p3, o3 + t]
+                                   + k4 * planes[p4, o4 + t] + k5 * planes[p5, o5 + t]
+                                   + k6 * planes[p6, o6 + t] + k7 * planes[p7, o7 + t]
+                                   + k8 * planes[p8, o8 + t])
+                else:
+                    for t in range(total):
+                        accf[t] = b
+                    for tap in range(kh * kw):
+                        wv = wt[c, 0, tap // kw, tap % kw]
+                        pp, oo = tph[tap], max(toff[tap], 0)
+                        for t in range(total):
+                            accf[t] += wv * planes[pp, oo + t]
+                for p in range(oh):
+                    base = max(p * pcol, 0)
+                    for q in range(ow):
+                        y[n, c, p, q] = _act1(accf[base + q], act, lo, hi)
         return
     for nc in numba.prange(n_ * c_):
         n = nc // c_
