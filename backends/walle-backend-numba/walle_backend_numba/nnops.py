@@ -118,52 +118,57 @@ def pool_separable(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, pt: int, 
     oh, ow = y.shape[2], y.shape[3]
     pad = -np.inf if is_max else 0.0
     p0 = max(pl, 0)
-    for nc in numba.prange(n_ * c_):
-        n = nc // c_
-        c = nc % c_
+    # the row and [H, OW] buffers once per chunk of planes, not per plane (the row's
+    # padding is never written, so it stays the pad value)
+    planes_all = n_ * c_
+    nchunk = min(planes_all, 8)
+    for chunk in numba.prange(nchunk):
         row = np.full(width, pad, x.dtype)
         hb = np.empty((h, ow), x.dtype)
-        for r in range(h):
-            for k in range(w):
-                row[p0 + k] = x[n, c, r, k]
-            for q in range(ow):
-                hb[r, q] = pad
-            for j in range(kw):
-                if is_max:
-                    if sw == 1:
+        for nc in range(chunk * planes_all // nchunk, (chunk + 1) * planes_all // nchunk):
+            n = nc // c_
+            c = nc % c_
+            for r in range(h):
+                for k in range(w):
+                    row[p0 + k] = x[n, c, r, k]
+                for q in range(ow):
+                    hb[r, q] = pad
+                for j in range(kw):
+                    if is_max:
+                        if sw == 1:
+                            for q in range(ow):
+                                hb[r, q] = max(hb[r, q], row[q + j])
+                        elif sw == 2:
+                            for q in range(ow):
+                                hb[r, q] = max(hb[r, q], row[2 * q + j])
+                        else:
+                            for q in range(ow):
+                                hb[r, q] = max(hb[r, q], row[q * sw + j])
+                    elif sw == 1:
                         for q in range(ow):
-                            hb[r, q] = max(hb[r, q], row[q + j])
+                            hb[r, q] += row[q + j]
                     elif sw == 2:
                         for q in range(ow):
-                            hb[r, q] = max(hb[r, q], row[2 * q + j])
+                            hb[r, q] += row[2 * q + j]
                     else:
                         for q in range(ow):
-                            hb[r, q] = max(hb[r, q], row[q * sw + j])
-                elif sw == 1:
-                    for q in range(ow):
-                        hb[r, q] += row[q + j]
-                elif sw == 2:
-                    for q in range(ow):
-                        hb[r, q] += row[2 * q + j]
-                else:
-                    for q in range(ow):
-                        hb[r, q] += row[q * sw + j]
-        for p in range(oh):
-            for q in range(ow):
-                y[n, c, p, q] = pad
-            for i in range(kh):
-                r = p * sh + i - pt
-                if r < 0 or r >= h:
-                    continue
-                if is_max:
-                    for q in range(ow):
-                        y[n, c, p, q] = max(y[n, c, p, q], hb[r, q])
-                else:
-                    for q in range(ow):
-                        y[n, c, p, q] += hb[r, q]
-            if not is_max:
+                            hb[r, q] += row[q * sw + j]
+            for p in range(oh):
                 for q in range(ow):
-                    y[n, c, p, q] *= scale[p, q]
+                    y[n, c, p, q] = pad
+                for i in range(kh):
+                    r = p * sh + i - pt
+                    if r < 0 or r >= h:
+                        continue
+                    if is_max:
+                        for q in range(ow):
+                            y[n, c, p, q] = max(y[n, c, p, q], hb[r, q])
+                    else:
+                        for q in range(ow):
+                            y[n, c, p, q] += hb[r, q]
+                if not is_max:
+                    for q in range(ow):
+                        y[n, c, p, q] *= scale[p, q]
 
 
 @dual(fastmath=SAFE_MATH)
