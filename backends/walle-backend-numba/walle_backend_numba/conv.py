@@ -335,9 +335,13 @@ def winograd_weights(w: np.ndarray, m: int) -> np.ndarray:
     """U[a*a, C, M] = (G w[M, C] G^T) per tap pair, in w's dtype (computed in float64)."""
     _, g, _ = _winograd_matrices(m)
     a = m + 2
-    u = g @ w.astype(np.float64) @ g.T  # [M, C, a, a]
-    return np.ascontiguousarray(u.transpose(2, 3, 1, 0).reshape(a * a, w.shape[1], w.shape[0])
-                                .astype(w.dtype))
+    mo, c = w.shape[0], w.shape[1]
+    out = np.empty((a * a, c, mo), w.dtype)
+    step = max(1, (4 << 20) // max(1, c * a * a * 8))  # output channels per ~4 MB float64 block
+    for o in range(0, mo, step):  # blocks: the float64 transient of a 512x512 layer was 75 MB
+        u = g @ w[o:o + step].astype(np.float64) @ g.T  # [block, C, a, a]
+        out[:, :, o:o + step] = u.transpose(2, 3, 1, 0).reshape(a * a, c, -1)
+    return out
 
 
 # float32 constants: an int literal times a float32 would make numba compute in float64
