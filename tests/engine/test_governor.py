@@ -95,3 +95,25 @@ def test_repeated_runs_skip_validation_but_a_changed_feed_is_checked() -> None:
         session.run({"x": x[0]})
     np.testing.assert_array_equal(session.run({"x": np.ones((3, 2), np.float32)})["y"],
                                   np.ones((3, 2)))
+
+
+def test_recent_pressure_is_the_share_since_the_last_look(tmp_path: Path,
+                                                          monkeypatch: Any) -> None:
+    f = tmp_path / "cpu"
+    clock = [10.0]
+    monkeypatch.setattr(gov.time, "monotonic", lambda: clock[0])
+
+    def write(avg10: float, total: int) -> None:
+        f.write_text(f"some avg10={avg10} avg60=0.00 avg300=0.00 total={total}\n"
+                     "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+
+    recent = gov.RecentPressure(f)
+    write(60.0, 1_000_000)
+    assert recent() == pytest.approx(60.0)  # first look: avg10
+    write(60.0, 1_100_000)  # 0.1 s of stall in the next 0.5 s: 20 %, though avg10 says 60
+    clock[0] += 0.5
+    assert recent() == pytest.approx(20.0)
+    write(55.0, 1_100_000)  # nothing waited since: the past no longer counts
+    clock[0] += 0.5
+    assert recent() == pytest.approx(0.0)
+    assert gov.RecentPressure(tmp_path / "missing")() is None

@@ -9,9 +9,10 @@ of 1 ms. onnxruntime degraded ~3.5x under the same load; this engine, ~30x.
 So :class:`ThreadGovernor` watches the machine between runs, at most every ``interval``
 seconds, and limits the BLAS pool to one thread while the CPU is contended, restoring the
 session's thread budget when it is not. Contention is read from Linux pressure stall
-information (``/proc/pressure/cpu``, "some avg10": the share of the last 10 s in which a
-runnable task waited for a CPU), or else from the load average per core, with hysteresis so it
-does not flap. A quiet machine is never affected. ``WALLE_ADAPTIVE_THREADS=0`` turns it off.
+information (``/proc/pressure/cpu``: the share of time in which some runnable task waited for
+a CPU, over the span since the previous check, :class:`RecentPressure`), or else from the load
+average per core, with hysteresis so it does not flap. A quiet machine is never affected.
+``WALLE_ADAPTIVE_THREADS=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -35,17 +36,50 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def psi_some_avg10(path: Path = Path("/proc/pressure/cpu")) -> float | None:
+PSI_CPU = Path("/proc/pressure/cpu")
+
+
+def _psi_some(field_name: str, path: Path) -> float | None:
     try:
         for line in path.read_text().splitlines():
             if line.startswith("some "):
                 for field in line.split()[1:]:
                     key, _, value = field.partition("=")
-                    if key == "avg10":
+                    if key == field_name:
                         return float(value)
     except (OSError, ValueError):
         return None
     return None
+
+
+def psi_some_avg10(path: Path = PSI_CPU) -> float | None:
+    """Percent of the last ~10 s in which some runnable task waited for a CPU."""
+    return _psi_some("avg10", path)
+
+
+def psi_some_total(path: Path = PSI_CPU) -> float | None:
+    """Microseconds, cumulative since boot, in which some runnable task waited for a CPU."""
+    return _psi_some("total", path)
+
+
+class RecentPressure:
+    """CPU pressure over the time since the previous call (percent), from PSI's cumulative
+    counter: what is contending *now*, where avg10 still remembers a process that ended
+    seconds ago (a benchmark harness runs its runners back to back). The first call, and
+    machines without PSI, fall back to avg10."""
+
+    def __init__(self, path: Path = PSI_CPU) -> None:
+        self.path = path
+        self.last: tuple[float, float] | None = None
+
+    def __call__(self) -> float | None:
+        total, now = psi_some_total(self.path), time.monotonic()
+        if total is None:
+            return None
+        last, self.last = self.last, (total, now)
+        if last is None or now <= last[1]:
+            return psi_some_avg10(self.path)
+        return 100.0 * (total - last[0]) / ((now - last[1]) * 1e6)
 
 
 def load_per_core() -> float | None:
@@ -83,12 +117,17 @@ class ThreadGovernor:
     """Limits BLAS to one thread while the CPU is contended (see the module docstring)."""
 
     def __init__(self, threads: int, interval: float = 0.5,
-                 probe: Callable[[bool], bool] = contended,
+                 probe: Callable[[bool], bool] | None = None,
                  apply: Callable[[int], None] = _set_blas_threads) -> None:
         self.threads = max(1, threads)
         self.interval = interval
         self.enabled = self.threads > 1 and \
             os.environ.get("WALLE_ADAPTIVE_THREADS", "1") not in ("0", "false", "no")
+        if probe is None:
+            recent = RecentPressure()
+
+            def probe(previous: bool) -> bool:
+                return contended(previous, psi=recent)
         self._probe = probe
         self._apply = apply
         self._last = -float("inf")
