@@ -325,6 +325,16 @@ class _Bench:
         return float(min(up)), float(min(down))
 
 
+def _recent_pressure() -> Any:
+    from walle_core.runtime.governor import RecentPressure
+
+    return RecentPressure()
+
+
+_RECENT = _recent_pressure()  # CPU pressure since the previous timing (this process)
+_BUSY_SEEN = False  # some timing ran on a contended CPU since calibrate() started
+
+
 def _blas_as_at_run_time() -> Any:
     """BLAS limited to one thread while the CPU is contended, as the session's
     :class:`~walle_core.runtime.governor.ThreadGovernor` will run it then: a multi-threaded
@@ -335,8 +345,10 @@ def _blas_as_at_run_time() -> Any:
 
     from walle_core.runtime.governor import contended
 
-    if not contended(False):
+    global _BUSY_SEEN
+    if not contended(False, psi=_RECENT):
         return nullcontext()
+    _BUSY_SEEN = True
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - a declared dependency
@@ -364,6 +376,8 @@ def calibrate(backend: ExecutionBackend,
               progress: Callable[[str], None] | None = None) -> CostProfile:
     """Measure ``backend``'s rates on this machine (about a second; cached by the caller)."""
     say = progress or (lambda _msg: None)
+    global _BUSY_SEEN
+    _BUSY_SEEN = False
     t_start = time.perf_counter()
     bench = _Bench(backend)
     p = CostProfile(backend=backend.name, key=backend.calibration_key(), load=machine_load())
@@ -410,4 +424,6 @@ def calibrate(backend: ExecutionBackend,
     p.seconds = time.perf_counter() - t_start
     p.measured_at = time.time()
     p.load = max(p.load, machine_load())
+    if _BUSY_SEEN:  # some rates were timed with one BLAS thread: provisional, re-measured later
+        p.load = max(p.load, BUSY_LOAD + 0.5)
     return p
