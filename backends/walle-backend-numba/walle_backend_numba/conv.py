@@ -473,16 +473,20 @@ def winograd_output(mm: Any, y: Any, m: int, bias: Any, has_bias: bool, act: int
                         out[i, q0 + 1, c] = q + _F2 * d
                         out[i, q0 + 2, c] = p + _F4 * s
                         out[i, q0 + 3, c] = q + _F8 * d + t[i, 5, c]
-        # then into NCHW a whole output row at a time: contiguous stores, strided loads from
-        # the (cache-resident) row buffer; bias and activation on the way
-        for c in range(m_):
-            bc = bias[c] if has_bias else bias[0] - bias[0]
-            for i in range(m):
-                row = ti * m + i
-                if row >= oh:
-                    break
-                for col in range(ow):
-                    y[c, row, col] = _act1(out[i, col, c] + bc, act, lo, hi)
+        # then into NCHW: per output pixel, a contiguous run of channels from the row buffer
+        # stored with the output's channel stride (the lines of a row being written stay in
+        # L1); bias and activation on the way
+        for i in range(m):
+            row = ti * m + i
+            if row >= oh:
+                break
+            for col in range(ow):
+                if has_bias:
+                    for c in range(m_):
+                        y[c, row, col] = _act1(out[i, col, c] + bias[c], act, lo, hi)
+                else:
+                    for c in range(m_):
+                        y[c, row, col] = _act1(out[i, col, c], act, lo, hi)
 
 
 # ---- scratch -----------------------------------------------------------------------------------
