@@ -197,6 +197,15 @@ class ExecutionBackend(Backend):
         that runs the op natively lists it here."""
         return set()
 
+    def fused_adds(self) -> set[tuple[str, str]]:
+        """Native ops whose :class:`Kernel` step adds a fused residual: the core may set
+        ``attrs["fused_add"] = True`` and append one input (a tensor of the first output's
+        shape and dtype; optional inputs before it are -1); the step then computes
+        ``act(op(...) + residual)``, the residual added before any fused activation (a ResNet
+        block's ``Relu(Add(Conv(x), shortcut))``). Same all-runners rule as
+        :meth:`fused_activations`."""
+        return set()
+
     def prefers_native_for(self, domain: str, op_type: str,
                            inputs: Sequence[TensorSpec | None]) -> bool:
         """:meth:`prefers_native` for these input specs (asked at plan time, shapes known):

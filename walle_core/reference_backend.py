@@ -97,6 +97,9 @@ class ReferenceBackend(ExecutionBackend):
     def fused_activations(self) -> set[tuple[str, str]]:
         return reference_native_ops()  # applied after any kernel (numpy_kernels.activation)
 
+    def fused_adds(self) -> set[tuple[str, str]]:
+        return reference_native_ops()  # added after any kernel, before the activation
+
     def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
                    outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
         """The analytic estimate, plus for Conv the numpy kernel's real shape: one einsum per
@@ -226,7 +229,15 @@ def kernel(prim: Kernel, ins: list[Any], outs: list[Any]) -> None:
     fn = get_kernel(prim.op_type, prim.domain)
     if fn is None:
         raise ExecutionError(f"no reference kernel for {prim.domain or 'ai.onnx'}::{prim.op_type}")
+    residual = None
+    if prim.attrs.get("fused_add"):  # the last input is added to the first output
+        residual, ins = ins[-1], list(ins[:-1])
+        while ins and ins[-1] is None:
+            ins.pop()
     results = list(fn(ins, prim.attrs, prim.opset))
+    if residual is not None and results:
+        first = np.asarray(results[0])
+        results[0] = (first + np.asarray(residual)).astype(first.dtype, copy=False)
     activation = prim.attrs.get("fused_activation")
     if activation and results:
         results[0] = nk.activation(np.asarray(results[0]), activation,

@@ -112,6 +112,15 @@ class PlanningView(ExecutionBackend):
                 ok.add(key)
         return ok
 
+    def fused_adds(self) -> set[tuple[str, str]]:
+        """Ops whose fused residual add every backend running them natively applies."""
+        ok = set()
+        for key in self._native:
+            runners = [b for b in self.backends if key in b.native_ops()]
+            if runners and all(key in b.fused_adds() for b in runners):
+                ok.add(key)
+        return ok
+
     def prefers_native_for(self, domain: str, op_type: str,
                            inputs: Sequence[TensorSpec | None]) -> bool:
         first = self.backends[0]

@@ -281,6 +281,69 @@ def _inputs_of(e: Expr) -> set[int]:
     return out
 
 
+def fuse_residual_adds(program: Program, protected: set[int],
+                       kernel_ops: set[tuple[str, str]]) -> int:
+    """``act(add(Kernel(...), r))`` as one Elementwise (a ResNet block's Relu of Conv plus
+    shortcut), the Kernel's output read by nothing else: the Kernel takes ``r`` as a fused
+    residual (``attrs["fused_add"]``, ``r`` appended to its inputs after any missing optional
+    ones as -1) and the activation, and moves to the Elementwise's place (where ``r`` is
+    ready); the Elementwise goes. Its epilogue then adds bias, residual and activation in one
+    pass instead of a pass for the bias and another for the add. Only ops every candidate
+    backend declares in ``fused_adds()`` (``kernel_ops``)."""
+    steps = program.builder.steps
+    slots = program.slots
+    consts = program.builder.consts
+    uses = consumers(steps)
+    producer = {s: st for st in steps for s in st.outputs}
+    fused = 0
+    for step in list(steps):
+        if not isinstance(step.prim, Elementwise) or len(step.outputs) != 1:
+            continue
+        out = step.outputs[0]
+        expr = step.prim.expr
+        add = expr if expr[0] == "add" else (
+            expr[1] if expr[0] in ("relu", "max", "min") and isinstance(expr[1], tuple) and
+            expr[1][0] == "add" else None)
+        if add is None and expr[0] == "min" and isinstance(expr[1], tuple) and \
+                expr[1][0] == "max" and isinstance(expr[1][1], tuple) and expr[1][1][0] == "add":
+            add = expr[1][1]  # clip as min(max(add, lo), hi)
+        if add is None or add[1][0] != "in" or add[2][0] != "in":
+            continue
+        act: tuple[str, tuple[Any, ...]] = ("", ())
+        if add is not expr:
+            found = _activation(_replace_all(expr, [(add, ("in", 0))]), step.inputs, consts)
+            if found is None:
+                continue
+            act = found
+        for k_in, r_in in ((add[1][1], add[2][1]), (add[2][1], add[1][1])):
+            ks, rs = step.inputs[k_in], step.inputs[r_in]
+            kern = producer.get(ks)
+            if kern is None or not isinstance(kern.prim, Kernel) or \
+                    (kern.prim.domain, kern.prim.op_type) not in kernel_ops or \
+                    "fused_activation" in kern.prim.attrs or "fused_add" in kern.prim.attrs or \
+                    kern.outputs[0] != ks or uses.get(ks, 0) != 1 or ks in protected or \
+                    ks == rs or slots[ks] != slots[out] or slots[rs] != slots[out]:
+                continue
+            others = [s for i, s in enumerate(step.inputs) if i not in (k_in, r_in)]
+            if not all(s in consts for s in others):
+                continue  # anything but the activation's bounds would be lost
+            attrs = {**kern.prim.attrs, "fused_add": True}
+            if act[0]:
+                attrs["fused_activation"] = act[0]
+                attrs["fused_act_params"] = tuple(act[1])
+            k = kern.prim
+            kern.prim = Kernel(k.op_type, k.domain, attrs, k.opset)
+            kern.inputs = [*kern.inputs, *([-1] * (3 - len(kern.inputs))), rs]
+            kern.outputs = [out, *kern.outputs[1:]]
+            steps.remove(kern)  # it runs where the Elementwise ran: the residual is ready there
+            steps[steps.index(step)] = kern
+            fused += 1
+            uses = consumers(steps)
+            producer = {s: st for st in steps for s in st.outputs}
+            break
+    return fused
+
+
 def _activation(expr: Expr, inputs: list[int], consts: dict[int, Any]
                 ) -> tuple[str, tuple[Any, ...]] | None:
     """The activation an Elementwise applies to its input 0, when it is one an epilogue can
@@ -396,7 +459,7 @@ def dead_code(program: Program) -> None:
 
 
 def optimize(program: Program, kernel_activations: set[tuple[str, str]] | None = None,
-             host_only: bool = False) -> None:
+             host_only: bool = False, kernel_adds: set[tuple[str, str]] | None = None) -> None:
     """``host_only``: every backend the program may be placed on works in host memory (so
     tensors may live at any offset inside another: in-place concatenation)."""
     apply_aliases(program)
@@ -409,6 +472,8 @@ def optimize(program: Program, kernel_activations: set[tuple[str, str]] | None =
     program.stats["elementwise_fused"] = fuse_elementwise(program, protected)
     program.stats["matmul_bias_fused"] = fuse_matmul_bias(program, protected)
     dead_code(program)  # the broadcast rasters the bias adds read
+    program.stats["residual_adds_fused"] = fuse_residual_adds(program, protected,
+                                                              kernel_adds or set())
     program.stats["epilogues_fused"] = fuse_epilogues(program, protected, kernel_activations)
     dead_code(program)
     if host_only:

@@ -91,7 +91,8 @@ class Session:
                 self._plans[key] = None
             else:
                 optimize(program, self._view.fused_activations(), host_only=all(
-                    b.memory_domain == "host" for b in self._view.backends))
+                    b.memory_domain == "host" for b in self._view.backends),
+                    kernel_adds=self._view.fused_adds())
                 self._plans[key] = Executable(program, self._search(program))
         return self._plans[key]
 

@@ -177,3 +177,42 @@ def test_every_variant_applies_a_fused_activation(act: str, params: tuple[float,
     for alg in offered:
         got = _run(backend, fused, ins, out, Algorithm(alg.name, 0.0))
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3, err_msg=alg.name)
+
+
+@pytest.mark.parametrize("act", ["", "relu"])
+def test_every_variant_adds_a_fused_residual(act: str) -> None:
+    """A residual fused into the Conv step (``attrs["fused_add"]``, last input) is added
+    before the activation by every variant, and by the reference kernel."""
+    from walle_backend_numba import NumbaBackend
+
+    from walle_core.backend import Algorithm
+    from walle_core.ir.primitives import Kernel, Step
+    from walle_core.reference_backend import ReferenceBackend
+    from walle_core.search.profile import CostProfile
+
+    for xs, ws, attrs in [((1, 6, 9, 10), (5, 6, 3, 3), {"pads": [1, 1, 1, 1]}),
+                          ((1, 6, 9, 10), (6, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 6}),
+                          ((1, 6, 9, 10), (5, 6, 1, 1), {})]:
+        x = RNG.standard_normal(xs).astype(np.float32)
+        w = RNG.standard_normal(ws).astype(np.float32)
+        b = RNG.standard_normal(ws[0]).astype(np.float32)
+        out = (1, ws[0], 9, 10)
+        r = RNG.standard_normal(out).astype(np.float32)
+        plain = Kernel("Conv", "", dict(attrs, kernel_shape=list(ws[2:])), 17)
+        pre = _run(ReferenceBackend(), plain, [x, w, b], out) + r
+        want = np.maximum(pre, 0) if act else pre
+        fused_attrs = dict(plain.attrs, fused_add=True)  # type: ignore[attr-defined]
+        if act:
+            fused_attrs["fused_activation"] = act
+        fused = Kernel("Conv", "", fused_attrs, 17)
+        np.testing.assert_allclose(_run(ReferenceBackend(), fused, [x, w, b, r], out), want,
+                                   rtol=1e-4, atol=1e-4)
+        backend = NumbaBackend(threads=2)
+        step = Step(fused, [0, 1, 2, 3], [4], "test")
+        offered = backend.algorithms(step, [spec(x), spec(w), spec(b), spec(r)], [spec(r)],
+                                     CostProfile("numba", "k"))
+        assert offered
+        for alg in offered:
+            got = _run(backend, fused, [x, w, b, r], out, Algorithm(alg.name, 0.0))
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3,
+                                       err_msg=f"{alg.name} {ws}")

@@ -109,6 +109,10 @@ class NumbaBackend(_Base):
         """Conv applies a fused relu/clip/sigmoid/tanh in its bias pass (``conv.plan``)."""
         return {("", "Conv")}
 
+    def fused_adds(self) -> set[tuple[str, str]]:
+        """Conv adds a fused residual in its bias pass (Winograd: in its output transform)."""
+        return {("", "Conv")}
+
     def native_ops(self) -> set[tuple[str, str]]:
         """numba kernels for Conv, pooling, softmax, layer norm; every other composite op runs
         the reference numpy kernel."""

@@ -39,7 +39,7 @@ from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue
 from walle_core.ir.primitives import TensorSpec
 
 VARIANTS = ("pointwise", "depthwise", "depthwise_cl", "im2col", "winograd2", "winograd4")
-ConvRun = Callable[[Any, Any, Any, Any], None]
+ConvRun = Callable[..., None]  # (x, w, bias or None, y, residual or None)
 
 
 @dual()
@@ -428,7 +428,7 @@ def winograd_input(xp: Any, v: Any, m: int, tw: int) -> None:  # pragma: no cove
 
 @dual(fastmath={"contract"})
 def winograd_output(mm: Any, y: Any, m: int, bias: Any, has_bias: bool, act: int, lo: Any,
-                    hi: Any, tw: int) -> None:  # pragma: no cover
+                    hi: Any, tw: int, res: Any, has_res: bool) -> None:  # pragma: no cover
     """y[o, ti*m + i, tj*m + s] = act((A^T M A)[i, s] + bias[o]) for M = mm[:, tile, o]
     (``mm`` [a*a, tiles, M], output channels last), clipped to the output; vector operations
     over the output channels (whole-array indexing, no views in the loops) into a buffer of
@@ -481,7 +481,11 @@ def winograd_output(mm: Any, y: Any, m: int, bias: Any, has_bias: bool, act: int
             if row >= oh:
                 break
             for col in range(ow):
-                if has_bias:
+                if has_res:  # a fused residual (res [M, OH, OW]) before the activation
+                    for c in range(m_):
+                        v = out[i, col, c] + res[c, row, col]
+                        y[c, row, col] = _act1(v + bias[c] if has_bias else v, act, lo, hi)
+                elif has_bias:
                     for c in range(m_):
                         y[c, row, col] = _act1(out[i, col, c] + bias[c], act, lo, hi)
                 else:
@@ -626,6 +630,18 @@ def _weights_cache(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[A
     return get
 
 
+@dual(fastmath={"contract"})
+def epilogue_res(y: Any, bias: Any, has_bias: bool, res: Any, act: int, lo: Any, hi: Any,
+                 m: int) -> None:  # pragma: no cover
+    """In place on y [rows, n] (rows are batch*M): y = act(y + bias[r % m] + res): a Conv's
+    bias, fused residual and activation in one pass."""
+    rows, n = y.shape
+    for r in numba.prange(rows):
+        b = bias[r % m] if has_bias else bias[0] - bias[0]
+        for c in range(n):
+            y[r, c] = _act1(y[r, c] + b + res[r, c], act, lo, hi)
+
+
 def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] = ()
            ) -> ConvRun:
     """The runner of one variant; ``act`` (``matmul.ACTS`` code) is a fused activation applied
@@ -639,8 +655,14 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
     post = epilogue.pick(n * m * oh * ow)
     no_bias_vec = np.zeros(1, dtype)
 
-    def add_bias(yb: Any, bias: Any) -> None:
-        if bias is not None:
+    post_res = epilogue_res.pick(n * m * oh * ow)
+
+    def add_bias(yb: Any, bias: Any, res: Any = None) -> None:
+        if res is not None:  # bias, residual and activation in one pass
+            b = bias.reshape(-1) if bias is not None else no_bias_vec
+            post_res(yb.reshape(n * m, oh * ow), b, bias is not None,
+                     res.reshape(n * m, oh * ow), act, lo, hi, m)
+        elif bias is not None:
             post(yb.reshape(n * m, oh * ow), one, bias.reshape(-1), COLUMN, one, act, lo, hi, m)
         elif act:
             post(yb.reshape(n * m, oh * ow), one, no_bias_vec, NO_BIAS, zero, act, lo, hi, m)
@@ -649,10 +671,12 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         if variant == "depthwise":
             dw_kernel = depthwise_padded.pick(geo.macs)
 
-            def run_depthwise(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+            def run_depthwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
                 b = bias.reshape(-1) if bias is not None else no_bias_vec
                 dw_kernel(xb, wb, b, bias is not None, yb, geo.sh, geo.sw, geo.ph, geo.pw,
-                          geo.dh, geo.dw, act, lo, hi)
+                          geo.dh, geo.dw, act if res is None else 0, lo, hi)
+                if res is not None:  # the residual goes in before the activation
+                    add_bias(yb, None, res)
 
             return run_depthwise
         cl_kernel = depthwise_cl.pick(geo.macs)
@@ -661,23 +685,25 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         xp_bytes = int(np.prod(xp_shape)) * dtype.itemsize
         scratch(xp_bytes)  # reserve now, not on the first run
 
-        def run_depthwise_cl(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+        def run_depthwise_cl(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             b = bias.reshape(-1) if bias is not None else no_bias_vec
             xp = _take(scratch(xp_bytes), 0, xp_shape, dtype)
             cl_kernel(xb, wb, b, bias is not None, yb, xp, geo.sh, geo.sw, geo.ph, geo.pw,
-                      geo.dh, geo.dw, act, lo, hi)
+                      geo.dh, geo.dw, act if res is None else 0, lo, hi)
+            if res is not None:
+                add_bias(yb, None, res)
 
         return run_depthwise_cl
 
     if variant == "pointwise":
-        def run_pointwise(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+        def run_pointwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             w3 = wb.reshape(g, mg, cg)
             x4 = xb.reshape(n, g, cg, h * wd)
             y4 = yb.reshape(n, g, mg, oh * ow)
             for i in range(n):  # 2-D GEMMs: np.matmul's broadcast batch path is slower
                 for k in range(g):
                     np.matmul(w3[k], x4[i, k], out=y4[i, k])
-            add_bias(yb, bias)
+            add_bias(yb, bias, res)
 
         return run_pointwise
 
@@ -687,7 +713,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         scratch(col_bytes)  # reserve now, not on the first run
         unfold = im2col.pick(int(np.prod(col_shape)))
 
-        def run_im2col(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+        def run_im2col(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             col = _take(scratch(col_bytes), 0, col_shape, dtype)
             w3 = wb.reshape(g, mg, cg * kh * kw)
             y4 = yb.reshape(n, g, mg, oh * ow)
@@ -696,7 +722,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                     unfold(xb[i], col, k * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph, geo.pw,
                            geo.dh, geo.dw, oh, ow)
                     np.matmul(w3[k], col, out=y4[i, k])
-            add_bias(yb, bias)
+            add_bias(yb, bias, res)
 
         return run_im2col
 
@@ -716,7 +742,9 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         into = winograd_input.pick(a * a * geo.c * tiles * 4)
         outof = winograd_output.pick(a * a * m * tiles * 2)
 
-        def run_winograd(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+        no_res = np.zeros((1, 1, 1), dtype)
+
+        def run_winograd(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             u = weights(wb)
             buf = scratch(total)
             v = _take(buf, 0, v_shape, dtype)
@@ -727,7 +755,8 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                 pack(xb[i], xp, geo.ph, geo.pw)
                 into(xp, v, mt, tw)
                 np.matmul(v, u, out=mm)  # [tiles, C] @ [C, M] per tap
-                outof(mm, yb[i], mt, b, bias is not None, act, lo, hi, tw)
+                outof(mm, yb[i], mt, b, bias is not None, act, lo, hi, tw,
+                      res[i] if res is not None else no_res, res is not None)
 
         return run_winograd
 
@@ -778,8 +807,9 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
         w4 = (*w.shape[:2], 1, w.shape[2])
         y4 = (*y.shape[:2], 1, y.shape[2])
 
-        def run_1d(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
-            inner(xb.reshape(x4), wb.reshape(w4), bias, yb.reshape(y4))  # type: ignore[misc]
+        def run_1d(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
+            inner(xb.reshape(x4), wb.reshape(w4), bias, yb.reshape(y4),  # type: ignore[call-arg]
+                  None if res is None else res.reshape(y4))
 
         return run_1d
     geo = geometry(attrs, x, w, b, y)
@@ -796,9 +826,10 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
     # float16: compute in float32 (one rounding at the end, like an fp32-accumulating GEMM)
     f32 = np.float32
 
-    def run_upcast(xb: Any, wb: Any, bias: Any, yb: Any) -> None:
+    def run_upcast(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
         out = np.empty(yb.shape, f32)
-        run(xb.astype(f32), wb.astype(f32), None if bias is None else bias.astype(f32), out)
+        run(xb.astype(f32), wb.astype(f32), None if bias is None else bias.astype(f32), out,
+            None if res is None else res.astype(f32))  # type: ignore[call-arg]
         np.copyto(yb, out, casting="unsafe")
 
     return run_upcast

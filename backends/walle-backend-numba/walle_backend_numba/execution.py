@@ -103,6 +103,12 @@ def plan_step(prim: Primitive, ins: Sequence[TensorSpec | None],
     if isinstance(prim, Kernel) and (prim.domain, prim.op_type) == ("", "Conv"):
         if len(ins) < 2 or ins[0] is None or ins[1] is None:
             return None
+        if prim.attrs.get("fused_add"):  # [x, w, bias or -1, residual]
+            if len(ins) != 4 or ins[3] is None or ins[3].shape != outs[0].shape or \
+                    ins[3].dtype != outs[0].dtype:
+                return None
+            cv = conv.plan(prim.attrs, ins[0], ins[1], ins[2], outs[0], variant)
+            return None if cv is None else (lambda i, o: cv(i[0], i[1], i[2], o[0], i[3]))
         bias = ins[2] if len(ins) > 2 else None
         cv = conv.plan(prim.attrs, ins[0], ins[1], bias, outs[0], variant)
         return None if cv is None else (
