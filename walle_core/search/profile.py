@@ -41,6 +41,7 @@ from walle_core.ir.primitives import (
     TensorSpec,
     expr_ops,
 )
+from walle_core.runtime import governor
 
 if TYPE_CHECKING:
     from walle_core.backend import Algorithm, ExecutionBackend
@@ -58,10 +59,7 @@ MAX_SAMPLES = 4
 
 def machine_load() -> float:
     """The 1-minute load average per core (0.0 where the OS does not say)."""
-    try:
-        return os.getloadavg()[0] / max(os.cpu_count() or 1, 1)
-    except (AttributeError, OSError):
-        return 0.0
+    return governor.load_per_core() or 0.0
 
 
 def remeasure_worthwhile(load_then: float, samples: int) -> bool:
@@ -325,13 +323,7 @@ class _Bench:
         return float(min(up)), float(min(down))
 
 
-def _recent_pressure() -> Any:
-    from walle_core.runtime.governor import RecentPressure
-
-    return RecentPressure()
-
-
-_RECENT = _recent_pressure()  # CPU pressure since the previous timing (this process)
+_RECENT = governor.RecentPressure()  # CPU pressure since the previous timing (this process)
 _BUSY_SEEN = False  # some timing ran on a contended CPU since calibrate() started
 
 
@@ -343,10 +335,8 @@ def _blas_as_at_run_time() -> Any:
     """
     from contextlib import nullcontext
 
-    from walle_core.runtime.governor import contended
-
     global _BUSY_SEEN
-    if not contended(False, psi=_RECENT):
+    if not governor.contended(False, psi=_RECENT):
         return nullcontext()
     _BUSY_SEEN = True
     try:

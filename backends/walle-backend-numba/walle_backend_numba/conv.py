@@ -84,31 +84,6 @@ def im2col(x: Any, col: Any, c0: int, cg: int, kh: int, kw: int, sh: int, sw: in
                     col[row, d0 + q] = x[c, ih, s0 + q * sw]
 
 
-@numba.njit(cache=True, inline="always", fastmath={"contract"})
-def _act_row(src: Any, yrow: Any, act: int, lo: Any, hi: Any) -> None:  # pragma: no cover
-    """yrow = act(src) for the fused activations (0 none, 1 relu, 2 clip, 3 sigmoid, 4 tanh)."""
-    zero = lo - lo
-    one = zero + 1
-    n = yrow.shape[0]
-    if act == 0:
-        for q in range(n):
-            yrow[q] = src[q]
-    elif act == 1:
-        for q in range(n):
-            v = src[q]
-            yrow[q] = v if not (v < 0) else zero
-    elif act == 2:
-        for q in range(n):
-            v = src[q]
-            yrow[q] = lo if v < lo else (hi if v > hi else v)
-    elif act == 3:
-        for q in range(n):
-            yrow[q] = one / (one + np.exp(-src[q]))
-    else:
-        for q in range(n):
-            yrow[q] = np.tanh(src[q])
-
-
 @numba.njit(cache=True, inline="always")
 def _act1(v: Any, act: int, lo: Any, hi: Any) -> Any:  # pragma: no cover
     """One value through the fused activation (0 none, 1 relu, 2 clip, 3 sigmoid, 4 tanh)."""
@@ -255,7 +230,8 @@ def depthwise_padded(x: Any, wt: Any, bias: Any, has_bias: bool, y: Any, sh: int
                     tap = row[j * dw:j * dw + span:sw]
                     for q in range(ow):
                         acc[q] += wv * tap[q]
-            _act_row(acc, y[n, c, p], act, lo, hi)
+            for q in range(ow):
+                y[n, c, p, q] = _act1(acc[q], act, lo, hi)
 
 
 @dual(fastmath={"contract"})

@@ -20,10 +20,9 @@ _limiter: Any = None
 
 def default_threads() -> int:
     """Cores this process may run on (affinity aware)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return max(1, os.cpu_count() or 1)
+    from walle_core.runtime.governor import cores
+
+    return cores()
 
 
 def limit_blas_env(threads: int) -> None:
