@@ -273,5 +273,11 @@ class ExecutionBackend(Backend):
 
         return f"{self.name}|{code_stamp(type(self))}|{cpu_model()}|threads={self.threads}"
 
+    def limit_threads(self, n: int) -> None:
+        """Use at most ``n`` host threads from now on, in the calling thread (the session's
+        governor: one while the CPU is contended, the budget again when not, and again on a
+        run from another Python thread). numpy's BLAS is limited by the session itself; a
+        backend with a pool of its own limits it here. Default: nothing to do."""
+
     def sync(self) -> None:
         """Wait until every launched step has finished (no-op for synchronous backends)."""

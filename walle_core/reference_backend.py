@@ -68,13 +68,10 @@ class ReferenceBackend(ExecutionBackend):
 
     def __init__(self, threads: int | None = None) -> None:
         super().__init__(threads)
-        if threads:  # numpy's BLAS is the only pool here; limit it when threadpoolctl is there
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:
-                pass
-            else:
-                self._blas_limit = threadpool_limits(limits=threads, user_api="blas")
+        if threads:  # numpy's BLAS is the only pool here (capped by a backend that owns GEMMs)
+            from walle_core.runtime.governor import set_blas_threads
+
+            self._blas_limit = set_blas_threads(threads)
 
     @classmethod
     def probe(cls) -> Availability:

@@ -117,3 +117,40 @@ def test_recent_pressure_is_the_share_since_the_last_look(tmp_path: Path,
     clock[0] += 0.5
     assert recent() == pytest.approx(0.0)
     assert gov.RecentPressure(tmp_path / "missing")() is None
+
+
+def test_a_run_from_another_thread_gets_the_limits_again() -> None:
+    import threading
+
+    applied: list[int] = []
+    g = gov.ThreadGovernor(1, apply=applied.append)  # disabled: one thread, never probes
+    g.tick()
+    g.tick()
+    assert applied == []  # the thread that made it: configured already
+    worker = threading.Thread(target=g.tick)
+    worker.start()
+    worker.join()
+    assert applied == [1]  # numba's thread count is per thread: applied there too
+
+
+def test_the_blas_cap_bounds_every_later_limit() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas() -> int:
+        counts = [p["num_threads"] for p in threadpoolctl.threadpool_info()
+                  if p.get("user_api") == "blas"]
+        if not counts:
+            pytest.skip("no BLAS that threadpoolctl can see")
+        return max(counts)
+
+    before = blas()
+    try:
+        gov.cap_blas(1)
+        gov.set_blas_threads(2)
+        assert blas() == 1
+        gov.cap_blas(None)
+        gov.set_blas_threads(2)
+        assert blas() == 2
+    finally:
+        gov.cap_blas(None)
+        gov.set_blas_threads(before)

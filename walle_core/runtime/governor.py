@@ -18,9 +18,11 @@ average per core, with hysteresis so it does not flap. A quiet machine is never 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: PSI "some avg10" (percent) above which the CPU counts as contended, and below which it no
 #: longer does; load average per core likewise, where PSI is not available.
@@ -105,16 +107,40 @@ def contended(previous: bool, psi: Callable[[], float | None] = psi_some_avg10,
     return previous
 
 
-def _set_blas_threads(n: int) -> None:
+_BLAS_CAP: int | None = None
+
+
+def cap_blas(n: int | None) -> None:
+    """A process-wide ceiling on BLAS threads (None: none), for a backend that runs its GEMMs
+    on its own thread pool with BLAS single-threaded (numba's, ``walle_backend_numba.pool``):
+    OpenBLAS's workers busy-wait between calls, so any BLAS thread beyond the caller's takes a
+    core from that pool. Applies at once and to every later :func:`set_blas_threads`."""
+    global _BLAS_CAP
+    _BLAS_CAP = n
+    if n is not None:
+        set_blas_threads(n)
+
+
+def set_blas_threads(n: int) -> Any:
+    """Limit numpy's BLAS to ``n`` threads (at most the cap); returns threadpoolctl's limiter
+    (None without threadpoolctl)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - a declared dependency
-        return
-    threadpool_limits(limits=n, user_api="blas")
+        return None
+    if _BLAS_CAP is not None:
+        n = min(n, _BLAS_CAP)
+    return threadpool_limits(limits=max(1, n), user_api="blas")
+
+
+def _set_blas_threads(n: int) -> None:
+    set_blas_threads(n)
 
 
 class ThreadGovernor:
-    """Limits BLAS to one thread while the CPU is contended (see the module docstring)."""
+    """Limits BLAS to one thread while the CPU is contended (see the module docstring);
+    ``apply(n)`` sets the limit (default: BLAS; a session also tells its backends, whose
+    ``limit_threads`` covers their own pools)."""
 
     def __init__(self, threads: int, interval: float = 0.5,
                  probe: Callable[[bool], bool] | None = None,
@@ -133,9 +159,17 @@ class ThreadGovernor:
         self._last = -float("inf")
         self.busy = False
         self.switches = 0
+        self._thread: int | None = None
 
     def tick(self) -> None:
-        """Called before a run: re-check at most every ``interval`` seconds."""
+        """Called before a run: re-check at most every ``interval`` seconds. A run on another
+        Python thread than the last gets the limits applied again (numba's thread count is per
+        thread)."""
+        ident = threading.get_ident()
+        if ident != self._thread:
+            first, self._thread = self._thread is None, ident
+            if not first:
+                self._apply(1 if self.busy else self.threads)
         if not self.enabled:
             return
         now = time.monotonic()

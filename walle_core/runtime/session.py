@@ -20,7 +20,7 @@ from walle_core.ir.graph import Dim, Graph, Value
 from walle_core.ir.primitives import TensorSpec
 from walle_core.runtime.backends import PlanningView, resolve
 from walle_core.runtime.executor import Executable
-from walle_core.runtime.governor import ThreadGovernor, cores
+from walle_core.runtime.governor import ThreadGovernor, cores, set_blas_threads
 from walle_core.runtime.graph_passes import optimize_graph
 from walle_core.runtime.passes import optimize
 from walle_core.runtime.planner import Program, plan, unsupported_ops
@@ -55,7 +55,7 @@ class Session:
         self._view = PlanningView(self.backends + self.fallback)
         self._last: tuple[Any, Any] = (None, None)  # feed signature -> its Executable
         self.governor = ThreadGovernor(max(b.threads or cores() for b in self.backends +
-                                           self.fallback))
+                                           self.fallback), apply=self._limit_threads)
         missing = unsupported_ops(self.graph, self._view)
         if missing:
             raise UnsupportedOpsError(missing, backend)
@@ -64,6 +64,11 @@ class Session:
         static = self._static_specs()
         if static is not None:
             self._prepare(static)
+
+    def _limit_threads(self, n: int) -> None:
+        set_blas_threads(n)
+        for b in self.backends + self.fallback:
+            b.limit_threads(n)
 
     @property
     def inputs(self) -> list[TensorInfo]:

@@ -294,7 +294,7 @@ class _Bench:
         fn(in_bufs, out_bufs)  # warm-up (JIT, first launch)
         b.sync()
         times: list[float] = []
-        with _blas_as_at_run_time():
+        with _threads_as_at_run_time(b):
             start = time.perf_counter()
             while len(times) < max_runs and (len(times) < 3 or
                                              time.perf_counter() - start < budget_s):
@@ -327,23 +327,32 @@ _RECENT = governor.RecentPressure()  # CPU pressure since the previous timing (t
 _BUSY_SEEN = False  # some timing ran on a contended CPU since calibrate() started
 
 
-def _blas_as_at_run_time() -> Any:
-    """BLAS limited to one thread while the CPU is contended, as the session's
-    :class:`~walle_core.runtime.governor.ThreadGovernor` will run it then: a multi-threaded
-    GEMM timed on a contended machine measures scheduler stalls (a 256^3 GEMM at 2 GFLOP/s
-    instead of 250), and such a profile would misplace every GEMM-bound step until re-measured.
+def _threads_as_at_run_time(backend: ExecutionBackend) -> Any:
+    """One thread (BLAS and the backend's own pool) while the CPU is contended, as the
+    session's :class:`~walle_core.runtime.governor.ThreadGovernor` will run it then: a
+    multi-threaded GEMM timed on a contended machine measures scheduler stalls (a 256^3 GEMM
+    at 2 GFLOP/s instead of 250), and such a profile would misplace every GEMM-bound step until
+    re-measured.
     """
-    from contextlib import nullcontext
+    from contextlib import contextmanager, nullcontext
 
     global _BUSY_SEEN
     if not governor.contended(False, psi=_RECENT):
         return nullcontext()
     _BUSY_SEEN = True
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a declared dependency
-        return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+
+    @contextmanager
+    def one_thread() -> Any:
+        limiter = governor.set_blas_threads(1)
+        backend.limit_threads(1)
+        try:
+            yield
+        finally:
+            backend.limit_threads(backend.threads or governor.cores())
+            if limiter is not None:
+                limiter.restore_original_limits()
+
+    return one_thread()
 
 
 def _random(rng: np.random.Generator, spec: TensorSpec) -> np.ndarray:

@@ -30,10 +30,13 @@ if TYPE_CHECKING:
 
 __all__ = ["NumbaBackend"]
 
-# numba's OpenMP layer spins idle workers; on a small or shared machine a spinning worker
-# starves the thread doing the work (a 20 us kernel took 9 ms under load). Must be set before
-# the OpenMP runtime loads, i.e. before the first parallel kernel runs.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numba's OpenMP workers spin a while after a parallel region before they sleep. All of a
+# plan's kernels (GEMMs included, ``pool.py``) run on that pool one after another, gaps of a few
+# microseconds: waking sleeping workers for each (OMP_WAIT_POLICY=PASSIVE) cost ~80 us per
+# launch, spinning ~3 us. A bounded spin (about a millisecond) keeps launches cheap inside a run
+# and lets idle workers sleep between runs; under contention the session's governor drops to
+# one thread. Must be set before the OpenMP runtime loads (the first parallel kernel).
+os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
 #: Composite ops with numba kernels (nnops.NATIVE plus Conv), and those run natively rather
 #: than decomposed (kept here so that listing backends does not import numba).
@@ -104,6 +107,12 @@ class NumbaBackend(_Base):
         self.threads_used = configure(threads)
         self.compiled_steps = 0
         self.fallback_steps = 0
+
+    def limit_threads(self, n: int) -> None:
+        """numba's pool (which runs the GEMMs too in pool mode, ``threads.py``)."""
+        from walle_backend_numba.threads import limit
+
+        limit(n)
 
     def fused_activations(self) -> set[tuple[str, str]]:
         """Conv applies a fused relu/clip/sigmoid/tanh in its bias pass (``conv.plan``)."""

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from walle_backend_numba.jit import dual
-from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue
+from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue, gemm
 from walle_core.ir.primitives import TensorSpec
 
 VARIANTS = ("pointwise", "depthwise", "depthwise_cl", "im2col", "winograd2", "winograd4")
@@ -672,13 +672,15 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         return run_depthwise_cl
 
     if variant == "pointwise":
+        gemm_pw = gemm((mg, cg), (cg, h * wd))
+
         def run_pointwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             w3 = wb.reshape(g, mg, cg)
             x4 = xb.reshape(n, g, cg, h * wd)
             y4 = yb.reshape(n, g, mg, oh * ow)
             for i in range(n):  # 2-D GEMMs: np.matmul's broadcast batch path is slower
                 for k in range(g):
-                    np.matmul(w3[k], x4[i, k], out=y4[i, k])
+                    gemm_pw(w3[k], x4[i, k], y4[i, k])
             add_bias(yb, bias, res)
 
         return run_pointwise
@@ -688,6 +690,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         col_bytes = int(np.prod(col_shape)) * dtype.itemsize
         scratch(col_bytes)  # reserve now, not on the first run
         unfold = im2col.pick(int(np.prod(col_shape)))
+        gemm_col = gemm((mg, cg * kh * kw), col_shape)
 
         def run_im2col(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             col = _take(scratch(col_bytes), 0, col_shape, dtype)
@@ -697,7 +700,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                 for k in range(g):
                     unfold(xb[i], col, k * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph, geo.pw,
                            geo.dh, geo.dw, oh, ow)
-                    np.matmul(w3[k], col, out=y4[i, k])
+                    gemm_col(w3[k], col, y4[i, k])
             add_bias(yb, bias, res)
 
         return run_im2col
@@ -719,6 +722,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         outof = winograd_output.pick(a * a * m * tiles * 2)
 
         no_res = np.zeros((1, 1, 1), dtype)
+        gemm_taps = gemm((a * a, tiles, geo.c), (a * a, geo.c, m))
 
         def run_winograd(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             u = weights(wb)
@@ -730,7 +734,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
             for i in range(n):
                 pack(xb[i], xp, geo.ph, geo.pw)
                 into(xp, v, mt, tw)
-                np.matmul(v, u, out=mm)  # [tiles, C] @ [C, M] per tap
+                gemm_taps(v, u, mm)  # [tiles, C] @ [C, M] per tap
                 outof(mm, yb[i], mt, b, bias is not None, act, lo, hi, tw,
                       res[i] if res is not None else no_res, res is not None)
 

@@ -19,7 +19,7 @@ from walle_core.ir.dtypes import from_numpy
 from walle_core.ir.primitives import Kernel, Step, TensorSpec
 
 #: Bumped when kernels change enough that cached calibrations are stale.
-KERNELS_VERSION = 2
+KERNELS_VERSION = 3  # 3: GEMMs and kernels on one numba pool (pool.py)
 
 CONV_NOTES = {
     "pointwise": "1x1 conv as GEMM on NCHW",

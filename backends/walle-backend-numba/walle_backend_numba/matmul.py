@@ -72,6 +72,33 @@ def epilogue(y: Any, alpha: Any, bias: Any, kind: int, beta: Any, act: int, lo: 
                 row[c] = np.tanh(row[c] * alpha + rb)
 
 
+#: Multiply-adds below which a GEMM stays single-threaded in np.matmul (a pool call costs ~5 us
+#: more in Python; DIN's [1,36]x[36,80] layers lost 50 us per run to it).
+POOL_MIN = 1 << 18
+
+
+def _np_gemm(a: Any, b: Any, out: Any) -> None:
+    np.matmul(a, b, out=out)
+
+
+def gemm(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> Callable[[Any, Any, Any], None]:
+    """``(a, b, out)``: ``out = a @ b`` for these operand shapes, on numba's pool when the
+    thread policy put GEMMs there (``threads.POOL``), else ``np.matmul`` (BLAS's threads)."""
+    from walle_backend_numba import threads
+
+    work = int(np.prod(a_shape[:-1])) * int(np.prod(b_shape[-1:])) * int(a_shape[-1])
+    if not threads.POOL or work < POOL_MIN:  # a small GEMM: one thread, least call overhead
+        return _np_gemm
+    if a_shape[-2] == 1 or b_shape[-1] == 1:
+        # a matrix-vector product: numpy calls gemv, whose rounding differs from sgemm's; the
+        # reference backend's np.matmul is the definition (light ResNet-50's logits are ~1e19
+        # and near-equal: sgemm's last-bit differences changed its softmax from 1/1000 to 1/512)
+        return _np_gemm
+    from walle_backend_numba.pool import Gemm
+
+    return Gemm(a_shape, b_shape, numba.get_num_threads())
+
+
 def bias_kind(bias: TensorSpec | None, m: int, n: int, out_size: int) -> int | None:
     if bias is None:
         return NO_BIAS
@@ -118,6 +145,7 @@ def plan(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
     needs_epilogue = kind != NO_BIAS or act != 0 or prim.alpha != 1.0
     dummy = np.zeros(1, dtype)
     post = epilogue.pick(size)
+    mul = gemm(ash, bsh)
 
     memo: list[Any] = [None, None]  # buffer ids -> their views (a plan passes the same ones)
 
@@ -130,7 +158,7 @@ def plan(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
             flat_bias = c.reshape(-1) if c is not None else dummy
             memo[0], memo[1] = key, (xa, wb, target, target.reshape(-1, n), flat_bias, x, w, c, y)
         xa, wb, target, target2, flat_bias = memo[1][:5]
-        np.matmul(xa, wb, out=target)
+        mul(xa, wb, target)
         if needs_epilogue and size:
             post(target2, alpha, flat_bias, kind, beta, act, lo, hi, m)
 

@@ -1,0 +1,104 @@
+"""GEMMs on numba's pool (pool.py) give np.matmul's result for every layout they accept, and
+fall back to np.matmul for the rest; the thread policy puts BLAS at one thread with it."""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+from walle_backend_numba import pool, threads
+
+pytestmark = pytest.mark.skipif(not pool.available(),
+                                reason="numpy's BLAS is not scipy_openblas: no pool GEMM")
+
+CASES = [
+    ((64, 576), (576, 3136), False, False),
+    ((5, 7), (7, 3), False, False),
+    ((1, 256), (256, 1000), False, False),
+    ((4, 128, 64), (4, 64, 128), False, False),
+    ((1, 4, 128, 64), (1, 4, 128, 64), False, True),  # attention's Q @ K^T
+    ((3, 8, 5), (5, 6), False, False),  # batch broadcast on the left
+    ((8, 5), (2, 3, 5, 6), False, False),  # and on the right, two batch axes
+    ((10, 20), (30, 20), False, True),
+    ((20, 10), (20, 30), True, False),
+    ((36, 196, 64), (36, 64, 64), False, False),  # Winograd's taps
+    ((512, 4608), (4608, 49), False, False),  # M split
+]
+
+
+@pytest.mark.parametrize("ash,bsh,ta,tb", CASES)
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_matches_numpy(ash: tuple[int, ...], bsh: tuple[int, ...], ta: bool, tb: bool,
+                       nthreads: int) -> None:
+    rng = np.random.default_rng(len(ash) * 7 + bsh[-1])
+    a = rng.standard_normal(ash).astype(np.float32)
+    b = rng.standard_normal(bsh).astype(np.float32)
+    if ta:
+        a = np.swapaxes(a, -1, -2)
+    if tb:
+        b = np.swapaxes(b, -1, -2)
+    want = np.matmul(a, b)
+    got = np.full_like(want, np.nan)
+    gemm = pool.Gemm(a.shape, b.shape, nthreads)
+    assert gemm.ok
+    gemm(a, b, got)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_it_is_the_pool_that_computes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """np.matmul is not called for a layout cblas takes as it is, and is for one it cannot
+    (a batch whose axes do not collapse into one stride)."""
+    calls: list[int] = []
+    real = np.matmul
+    monkeypatch.setattr(pool.np, "matmul", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a = np.ones((4, 32, 16), np.float32)
+    b = np.ones((4, 16, 8), np.float32)
+    out = np.empty((4, 32, 8), np.float32)
+    pool.Gemm(a.shape, b.shape, 2)(a, b, out)
+    assert calls == [] and np.all(out == 16)
+    strided = np.ones((4, 2, 32, 16), np.float32)[:, 0]  # batch stride skips every other plane
+    pool.Gemm(strided.shape, b.shape, 2)(strided, b, out)
+    assert np.all(out == 16)
+    odd = np.ones((4, 32, 32), np.float32)[:, :, ::2]  # inner stride 2: not a BLAS layout
+    pool.Gemm(odd.shape, b.shape, 2)(odd, b, out)
+    assert calls == [1] and np.all(out == 16)
+
+
+def test_float64_and_empty_fall_back() -> None:
+    a = np.ones((3, 4))
+    b = np.ones((4, 5))
+    out = np.empty((3, 5))
+    pool.Gemm(a.shape, b.shape, 2)(a, b, out)
+    assert np.all(out == 4)
+    assert not pool.Gemm((0, 4), (4, 5), 2).ok
+
+
+def test_policy_one_pool() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    budget = threads.configure(2)
+    try:
+        if not threads.POOL:
+            pytest.skip("numba's threading layer is not thread-safe here")
+        assert budget == 2 and numba.get_num_threads() == 2
+        blas = [p["num_threads"] for p in threadpoolctl.threadpool_info()
+                if p.get("user_api") == "blas"]
+        assert blas and max(blas) == 1  # no spinning BLAS workers beside numba's pool
+        threads.limit(1)
+        assert numba.get_num_threads() == 1
+        threads.limit(8)  # never above the budget
+        assert numba.get_num_threads() == 2
+        seen: list[int] = []
+
+        def other_thread() -> None:
+            threads.limit(1)
+            seen.append(numba.get_num_threads())
+
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join()
+        assert seen == [1] and numba.get_num_threads() == 2  # per Python thread
+    finally:
+        threads.configure(None)

@@ -1,0 +1,195 @@
+"""GEMMs on numba's thread pool: one pool for every kernel of a plan.
+
+With BLAS multi-threaded, OpenBLAS's worker threads busy-wait between GEMMs. On a 2-core machine
+the second core is then taken by a spinning BLAS thread for the whole run (a serial MobileNetV2
+run used 2.0 CPU-seconds per second), so numba's own parallel kernels (depthwise, pooling,
+im2col, epilogues, Winograd transforms) had no core to run on and were kept serial.
+
+Here BLAS runs single-threaded and the GEMM is split across numba's pool instead: each worker
+calls OpenBLAS's ``cblas_sgemm`` on its block of rows or columns of the output. Measured
+against OpenBLAS's own 2 threads (2-core VM): 64x576x3136 1094 vs 1121 us, 128x1152x784 929 vs
+907 us, 96x16x12544 245 vs 241 us, 960x160x49 72 vs 73 us (M split). Every kernel of a plan
+now runs on the same threads, so the numba kernels can be parallel too.
+
+The sgemm is bound by symbol name (``llvmlite.binding.add_symbol``) rather than as a ctypes
+pointer, so the kernels stay in numba's on-disk cache. Only numpy's own OpenBLAS (the
+``scipy_openblas`` build numpy's wheels ship, 64-bit integers) is bound; with any other BLAS
+:func:`available` is False and GEMMs stay with ``np.matmul``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any
+
+import numba
+import numpy as np
+from numba import types
+
+from walle_backend_numba.jit import dual
+
+_SYMBOL = "walle_cblas_sgemm"
+_CANDIDATES = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+
+def _blas_library() -> str | None:
+    """Path of the BLAS library numpy loaded, when threadpoolctl can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas" and pool.get("internal_api") == "openblas":
+            return str(pool["filepath"])
+    return None
+
+
+def _bind() -> bool:
+    if os.environ.get("WALLE_POOL_GEMM", "1") in ("0", "false", "no"):
+        return False
+    path = _blas_library()
+    if path is None:
+        return False
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:  # pragma: no cover - the library numpy itself loaded
+        return False
+    for name in _CANDIDATES:
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            import llvmlite.binding as llvm
+
+            llvm.add_symbol(_SYMBOL, ctypes.cast(fn, ctypes.c_void_p).value)
+            return True
+    return False
+
+
+_AVAILABLE = _bind()
+
+# cblas_sgemm(order, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) with 64-bit
+# integers; pointers are passed as 64-bit integers (the same registers and stack slots).
+_sgemm = types.ExternalFunction(_SYMBOL, types.void(
+    types.int32, types.int32, types.int32, types.int64, types.int64, types.int64,
+    types.float32, types.int64, types.int64, types.int64, types.int64, types.float32,
+    types.int64, types.int64))
+
+
+def available() -> bool:
+    """Whether GEMMs can run on numba's pool (numpy's OpenBLAS was bound)."""
+    return _AVAILABLE
+
+
+@dual()
+def gemm_blocks(pa: int, pb: int, pc: int, batch: int, sa: int, sb: int, sc: int, m: int,
+                n: int, k: int, ta: int, tb: int, lda: int, ldb: int, ldc: int, split_m: int,
+                split_n: int) -> None:  # pragma: no cover - compiled
+    """C[i] = op(A[i]) @ op(B[i]) for i < batch (float32, row-major; pointers in bytes, batch
+    strides in elements), as ``batch * split_m * split_n`` single-threaded sgemm calls on
+    disjoint blocks of C, spread over the pool."""
+    bm = (m + split_m - 1) // split_m
+    bn = (n + split_n - 1) // split_n
+    bn = (bn + 15) // 16 * 16  # whole vector widths per block
+    per = split_m * split_n
+    for t in numba.prange(batch * per):
+        i = t // per
+        r = (t % per) // split_n
+        s = t % split_n
+        m0 = r * bm
+        n0 = s * bn
+        mm = min(m, m0 + bm) - m0
+        nn = min(n, n0 + bn) - n0
+        if mm <= 0 or nn <= 0:
+            continue
+        a = pa + 4 * (i * sa + (m0 * lda if ta == 0 else m0))
+        b = pb + 4 * (i * sb + (n0 if tb == 0 else n0 * ldb))
+        c = pc + 4 * (i * sc + m0 * ldc + n0)
+        _sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, mm, nn, k,
+               np.float32(1.0), a, lda, b, ldb, np.float32(0.0), c, ldc)
+
+
+def _operand(x: np.ndarray) -> tuple[int, int, int] | None:
+    """(transposed, leading dimension, batch stride in elements) of a float32 operand whose
+    last two axes are row-major or column-major and whose batch axes are one uniform stride;
+    None otherwise."""
+    if x.dtype != np.float32 or x.ndim < 2:
+        return None
+    s0, s1 = x.strides[-2], x.strides[-1]
+    rows, cols = x.shape[-2], x.shape[-1]
+    if s1 == 4 and (s0 == 4 * cols or rows == 1) and s0 >= 4:
+        trans, ld = 0, max(s0 // 4, cols, 1)
+    elif s0 == 4 and (s1 == 4 * rows or cols == 1) and s1 >= 4:
+        trans, ld = 1, max(s1 // 4, rows, 1)
+    else:
+        return None
+    batch = int(np.prod(x.shape[:-2])) if x.ndim > 2 else 1
+    if batch == 1:
+        return trans, ld, 0
+    # the batch axes must collapse into one stride
+    bs = x.strides[:-2]
+    bshape = x.shape[:-2]
+    stride = None
+    expect = None
+    for size, st in zip(reversed(bshape), reversed(bs)):
+        if size == 1:
+            continue
+        if stride is None:
+            stride, expect = st, st * size
+        elif st != expect:
+            return None
+        else:
+            expect = st * size
+    if stride is None or stride % 4:
+        return None
+    return trans, ld, stride // 4
+
+
+def _strip(dims: tuple[int, ...]) -> tuple[int, ...]:
+    """Batch dims without leading ones (broadcasting aligns them on the right)."""
+    i = 0
+    while i < len(dims) and dims[i] == 1:
+        i += 1
+    return tuple(dims[i:])
+
+
+class Gemm:
+    """``out = a @ b`` on the pool, planned once for fixed shapes; falls back to
+    ``np.matmul`` for what cblas cannot take as it is (broadcast batches, odd strides,
+    float64)."""
+
+    def __init__(self, a_shape: tuple[int, ...], b_shape: tuple[int, ...], threads: int) -> None:
+        m, k = a_shape[-2], a_shape[-1]
+        n = b_shape[-1]
+        self.m, self.n, self.k = m, n, k
+        batch_a = int(np.prod(a_shape[:-2])) if len(a_shape) > 2 else 1
+        batch_b = int(np.prod(b_shape[:-2])) if len(b_shape) > 2 else 1
+        self.batch = max(batch_a, batch_b)
+        self.bcast_a = batch_a == 1 and self.batch > 1
+        self.bcast_b = batch_b == 1 and self.batch > 1
+        lead_a, lead_b = _strip(a_shape[:-2]), _strip(b_shape[:-2])
+        same = lead_a == lead_b or lead_a == () or lead_b == ()
+        self.ok = _AVAILABLE and same and m > 0 and n > 0 and k > 0
+        # blocks: enough for every thread, along the larger of M and N
+        work = self.batch
+        self.split_m = self.split_n = 1
+        if threads > 1 and work < threads:
+            parts = -(-threads // work)
+            if m >= 2 * n or n < 32:
+                self.split_m = min(parts, max(1, m // 8))
+            else:
+                self.split_n = min(parts, max(1, -(-n // 16)))
+        self.kernel = gemm_blocks.parallel if threads > 1 else gemm_blocks.serial
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        if self.ok and out.dtype == np.float32 and out.flags.c_contiguous:
+            oa, ob = _operand(a), _operand(b)
+            if oa is not None and ob is not None:
+                sa = 0 if self.bcast_a else oa[2]
+                sb = 0 if self.bcast_b else ob[2]
+                if (self.batch == 1 or ((sa or self.bcast_a) and (sb or self.bcast_b))):
+                    self.kernel(a.ctypes.data, b.ctypes.data, out.ctypes.data, self.batch,
+                                sa, sb, self.m * self.n, self.m, self.n, self.k, oa[0], ob[0],
+                                oa[1], ob[1], self.n, self.split_m, self.split_n)
+                    return
+        np.matmul(a, b, out=out)
