@@ -434,8 +434,8 @@ def plan_layer_norm(attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
 # ---- LRN ----------------------------------------------------------------------
 
 @dual(fastmath=SAFE_MATH, error_model="numpy")
-def lrn(x: Any, y: Any, lo: int, hi: int, k: Any, bias: Any, beta: Any,
-        mode: int) -> None:  # pragma: no cover
+def lrn(x: Any, y: Any, lo: int, hi: int, k: Any, bias: Any, beta: Any, mode: int,
+        nch: int) -> None:  # pragma: no cover
     """y[n, c] = x[n, c] / (bias + k * sum_{c' in [c-lo, c+hi]} x[n, c']^2) ** beta over
     x [N, C, S].
 
@@ -443,43 +443,50 @@ def lrn(x: Any, y: Any, lo: int, hi: int, k: Any, bias: Any, beta: Any,
     leaving: two passes per channel instead of ``size``), accumulated in float64 so the
     subtraction loses nothing that matters; the power is taken in the tensor's dtype, beta 0.75
     / 0.5 / 1 as square roots instead of a scalar pow (``mode``), vectorised over S. Indices
-    are whole-array (no view per channel and window step).
+    are whole-array (no view per channel and window step), a base plus the loop counter. The
+    work is split into ``nch`` ranges of S per image, so batch 1 runs parallel too.
     """
     n_, c_, sp = x.shape
-    for n in numba.prange(n_):
-        acc = np.zeros(sp, np.float64)
-        sums = np.empty(sp, x.dtype)  # the window sums in the tensor's dtype
+    span = (sp + nch - 1) // nch
+    for t in numba.prange(n_ * nch):
+        n = t // nch
+        s0 = max((t % nch) * span, 0)
+        m = min(sp, s0 + span) - s0
+        if m <= 0:
+            continue
+        acc = np.zeros(m, np.float64)
+        sums = np.empty(m, x.dtype)  # the window sums in the tensor's dtype
         for j in range(min(c_, hi)):  # the window of channel 0 minus its top element
-            for i in range(sp):
-                v = np.float64(x[n, j, i])
+            for i in range(m):
+                v = np.float64(x[n, j, s0 + i])
                 acc[i] += v * v
         for c in range(c_):
             top = c + hi
             if top < c_:
-                for i in range(sp):
-                    v = np.float64(x[n, top, i])
+                for i in range(m):
+                    v = np.float64(x[n, top, s0 + i])
                     acc[i] += v * v
             out = c - lo - 1
             if out >= 0:
-                for i in range(sp):
-                    v = np.float64(x[n, out, i])
+                for i in range(m):
+                    v = np.float64(x[n, out, s0 + i])
                     acc[i] -= v * v
-            for i in range(sp):  # sliding sums may end a hair below 0
+            for i in range(m):  # sliding sums may end a hair below 0
                 sums[i] = acc[i] if acc[i] > 0 else 0.0
             # bias, k, beta come typed like x: this runs in its dtype; one loop per mode
             if mode == 1:  # beta = 0.75
-                for i in range(sp):
+                for i in range(m):
                     r = np.sqrt(bias + k * sums[i])
-                    y[n, c, i] = x[n, c, i] / (r * np.sqrt(r))
+                    y[n, c, s0 + i] = x[n, c, s0 + i] / (r * np.sqrt(r))
             elif mode == 2:  # beta = 0.5
-                for i in range(sp):
-                    y[n, c, i] = x[n, c, i] / np.sqrt(bias + k * sums[i])
+                for i in range(m):
+                    y[n, c, s0 + i] = x[n, c, s0 + i] / np.sqrt(bias + k * sums[i])
             elif mode == 3:  # beta = 1
-                for i in range(sp):
-                    y[n, c, i] = x[n, c, i] / (bias + k * sums[i])
+                for i in range(m):
+                    y[n, c, s0 + i] = x[n, c, s0 + i] / (bias + k * sums[i])
             else:
-                for i in range(sp):
-                    y[n, c, i] = x[n, c, i] / (bias + k * sums[i]) ** beta
+                for i in range(m):
+                    y[n, c, s0 + i] = x[n, c, s0 + i] / (bias + k * sums[i]) ** beta
 
 
 def plan_lrn(attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
@@ -494,13 +501,15 @@ def plan_lrn(attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
     mode = {0.75: 1, 0.5: 2, 1.0: 3}.get(beta, 0)
     n, c = x.shape[0], x.shape[1]
     sp = int(np.prod(x.shape[2:]))
-    kernel = lrn.pick(x.size * size if n > 1 else 0)  # parallel over the batch only
+    kernel = lrn.pick(x.size * size)
+    nch = max(1, min(8, sp // 256))  # ranges of S, each long enough to vectorise
 
     dt = x.dtype.np.type
     k_, bias_, beta_ = dt(alpha / size), dt(bias), dt(beta)
 
     def run(i: list[Any], o: list[Any]) -> None:
-        kernel(i[0].reshape(n, c, sp), o[0].reshape(n, c, sp), lo, hi, k_, bias_, beta_, mode)
+        kernel(i[0].reshape(n, c, sp), o[0].reshape(n, c, sp), lo, hi, k_, bias_, beta_, mode,
+               nch)
 
     return run
 
