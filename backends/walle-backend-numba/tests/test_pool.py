@@ -102,3 +102,37 @@ def test_policy_one_pool() -> None:
         assert seen == [1] and numba.get_num_threads() == 2  # per Python thread
     finally:
         threads.configure(None)
+
+
+VECTOR_CASES = [
+    ((1, 2048), (2048, 1000), False, False),
+    ((1, 2048), (1000, 2048), False, True),  # a Gemm with transB: W [N, K]
+    ((1, 9216), (4096, 9216), False, True),  # AlexNet's fc6
+    ((1000, 2048), (2048, 1), False, False),
+    ((2048, 1000), (2048, 1), True, False),
+    ((4, 1, 64), (4, 64, 128), False, False),
+    ((4, 128, 64), (4, 64, 1), False, False),
+    ((1, 511), (300, 511), False, True),
+]
+
+
+@pytest.mark.parametrize("ash,bsh,ta,tb", VECTOR_CASES)
+def test_matrix_vector_products_are_numpys_bit_for_bit(ash: tuple[int, ...],
+                                                       bsh: tuple[int, ...], ta: bool,
+                                                       tb: bool) -> None:
+    """The reference backend is np.matmul, which calls sgemv here; so does the pool, split
+    only where that changes no bit (light ResNet-50's near-equal ~1e19 logits turn a last-bit
+    difference into a different softmax)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(bsh[-1])
+    a = rng.standard_normal(ash).astype(np.float32)
+    b = rng.standard_normal(bsh).astype(np.float32)
+    if ta:
+        a = np.swapaxes(a, -1, -2)
+    if tb:
+        b = np.swapaxes(b, -1, -2)
+    with threadpoolctl.threadpool_limits(1, "blas"):
+        want = np.matmul(a, b)
+        got = np.full_like(want, np.nan)
+        pool.Gemm(a.shape, b.shape, 2)(a, b, got)
+    np.testing.assert_array_equal(got, want)

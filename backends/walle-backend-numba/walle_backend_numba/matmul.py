@@ -89,11 +89,6 @@ def gemm(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> Callable[[Any, A
     work = int(np.prod(a_shape[:-1])) * int(np.prod(b_shape[-1:])) * int(a_shape[-1])
     if not threads.POOL or work < POOL_MIN:  # a small GEMM: one thread, least call overhead
         return _np_gemm
-    if a_shape[-2] == 1 or b_shape[-1] == 1:
-        # a matrix-vector product: numpy calls gemv, whose rounding differs from sgemm's; the
-        # reference backend's np.matmul is the definition (light ResNet-50's logits are ~1e19
-        # and near-equal: sgemm's last-bit differences changed its softmax from 1/1000 to 1/512)
-        return _np_gemm
     from walle_backend_numba.pool import Gemm
 
     return Gemm(a_shape, b_shape, numba.get_num_threads())

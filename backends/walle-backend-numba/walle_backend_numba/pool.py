@@ -29,8 +29,8 @@ from numba import types
 
 from walle_backend_numba.jit import dual
 
-_SYMBOL = "walle_cblas_sgemm"
-_CANDIDATES = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
+_SYMBOLS = {"walle_cblas_sgemm": ("scipy_cblas_sgemm64_", "cblas_sgemm64_"),
+            "walle_cblas_sgemv": ("scipy_cblas_sgemv64_", "cblas_sgemv64_")}
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 
@@ -56,24 +56,31 @@ def _bind() -> bool:
         lib = ctypes.CDLL(path)
     except OSError:  # pragma: no cover - the library numpy itself loaded
         return False
-    for name in _CANDIDATES:
-        fn = getattr(lib, name, None)
-        if fn is not None:
-            import llvmlite.binding as llvm
+    found = {}
+    for symbol, names in _SYMBOLS.items():
+        fn = next((getattr(lib, n) for n in names if hasattr(lib, n)), None)
+        if fn is None:
+            return False
+        found[symbol] = ctypes.cast(fn, ctypes.c_void_p).value
+    import llvmlite.binding as llvm
 
-            llvm.add_symbol(_SYMBOL, ctypes.cast(fn, ctypes.c_void_p).value)
-            return True
-    return False
+    for symbol, address in found.items():
+        llvm.add_symbol(symbol, address)
+    return True
 
 
 _AVAILABLE = _bind()
 
 # cblas_sgemm(order, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) with 64-bit
 # integers; pointers are passed as 64-bit integers (the same registers and stack slots).
-_sgemm = types.ExternalFunction(_SYMBOL, types.void(
+_sgemm = types.ExternalFunction("walle_cblas_sgemm", types.void(
     types.int32, types.int32, types.int32, types.int64, types.int64, types.int64,
     types.float32, types.int64, types.int64, types.int64, types.int64, types.float32,
     types.int64, types.int64))
+# cblas_sgemv(order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY)
+_sgemv = types.ExternalFunction("walle_cblas_sgemv", types.void(
+    types.int32, types.int32, types.int64, types.int64, types.float32, types.int64,
+    types.int64, types.int64, types.int64, types.float32, types.int64, types.int64))
 
 
 def available() -> bool:
@@ -107,6 +114,35 @@ def gemm_blocks(pa: int, pb: int, pc: int, batch: int, sa: int, sb: int, sc: int
         c = pc + 4 * (i * sc + m0 * ldc + n0)
         _sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, mm, nn, k,
                np.float32(1.0), a, lda, b, ldb, np.float32(0.0), c, ldc)
+
+
+@dual()
+def gemv_blocks(pa: int, pv: int, py: int, batch: int, sa: int, sv: int, sy: int, rows: int,
+                k: int, trans: int, lda: int, incv: int, split: int) -> None:  # pragma: no cover
+    """y[i] = op(A[i]) @ v[i] for i < batch, ``op(A)`` [rows, k] (``trans``: A is stored
+    [k, rows]); the rows of y in ``split`` blocks that start at multiples of 16, one
+    single-threaded sgemv each, spread over the pool.
+
+    Callers split only untransposed A: there each output is one dot product and a block gives
+    bit for bit what one sgemv over all rows gives (numpy's matrix-vector path, the reference;
+    224 of 224 shapes checked), while OpenBLAS's transposed kernel rounds differently for
+    short blocks."""
+    bm = (rows + split - 1) // split
+    bm = (bm + 15) // 16 * 16
+    for t in numba.prange(batch * split):
+        i = t // split
+        r0 = (t % split) * bm
+        mm = min(rows, r0 + bm) - r0
+        if mm <= 0:
+            continue
+        y = py + 4 * (i * sy + r0)
+        v = pv + 4 * i * sv
+        if trans == 0:
+            _sgemv(ROW_MAJOR, NO_TRANS, mm, k, np.float32(1.0), pa + 4 * (i * sa + r0 * lda),
+                   lda, v, incv, np.float32(0.0), y, 1)
+        else:
+            _sgemv(ROW_MAJOR, TRANS, k, mm, np.float32(1.0), pa + 4 * (i * sa + r0), lda, v,
+                   incv, np.float32(0.0), y, 1)
 
 
 def _operand(x: np.ndarray) -> tuple[int, int, int] | None:
@@ -169,7 +205,8 @@ class Gemm:
         self.bcast_b = batch_b == 1 and self.batch > 1
         lead_a, lead_b = _strip(a_shape[:-2]), _strip(b_shape[:-2])
         same = lead_a == lead_b or lead_a == () or lead_b == ()
-        self.ok = _AVAILABLE and same and m > 0 and n > 0 and k > 0
+        # (a dot product, m = n = 1, is numpy's sdot: left to np.matmul)
+        self.ok = _AVAILABLE and same and m > 0 and n > 0 and k > 0 and (m > 1 or n > 1)
         # blocks: enough for every thread, along the larger of M and N
         work = self.batch
         self.split_m = self.split_n = 1
@@ -180,6 +217,11 @@ class Gemm:
             else:
                 self.split_n = min(parts, max(1, -(-n // 16)))
         self.kernel = gemm_blocks.parallel if threads > 1 else gemm_blocks.serial
+        # a matrix-vector product goes to sgemv, as numpy's matmul does (sgemm's rounding
+        # differs from it in the last bits; the reference backend is np.matmul)
+        self.vector = m == 1 or n == 1
+        self.split_v = max(1, threads)
+        self.kernel_v = gemv_blocks.parallel if threads > 1 else gemv_blocks.serial
 
     def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         if self.ok and out.dtype == np.float32 and out.flags.c_contiguous:
@@ -187,9 +229,27 @@ class Gemm:
             if oa is not None and ob is not None:
                 sa = 0 if self.bcast_a else oa[2]
                 sb = 0 if self.bcast_b else ob[2]
-                if (self.batch == 1 or ((sa or self.bcast_a) and (sb or self.bcast_b))):
+                if self.vector and (self.batch == 1 or ((sa or self.bcast_a) and
+                                                        (sb or self.bcast_b))):
+                    if self._gemv(a, b, out, oa, ob, sa, sb):
+                        return
+                elif (self.batch == 1 or ((sa or self.bcast_a) and (sb or self.bcast_b))):
                     self.kernel(a.ctypes.data, b.ctypes.data, out.ctypes.data, self.batch,
                                 sa, sb, self.m * self.n, self.m, self.n, self.k, oa[0], ob[0],
                                 oa[1], ob[1], self.n, self.split_m, self.split_n)
                     return
         np.matmul(a, b, out=out)
+
+    def _gemv(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, oa: tuple[int, int, int],
+              ob: tuple[int, int, int], sa: int, sb: int) -> bool:
+        if self.n == 1:  # out[m] = op(a) @ b: b's elements K apart by its row stride
+            incv = ob[1] if ob[0] == 0 else 1
+            self.kernel_v(a.ctypes.data, b.ctypes.data, out.ctypes.data, self.batch, sa, sb,
+                          self.m, self.m, self.k, oa[0], oa[1], incv,
+                          1 if oa[0] else self.split_v)
+            return True
+        if oa[0] != 0:  # out[n] = a @ op(b) = op(b)^T a, a a contiguous row
+            return False
+        self.kernel_v(b.ctypes.data, a.ctypes.data, out.ctypes.data, self.batch, sb, sa,
+                      self.n, self.n, self.k, 1 - ob[0], ob[1], 1, self.split_v if ob[0] else 1)
+        return True
