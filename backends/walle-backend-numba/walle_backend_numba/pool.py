@@ -207,12 +207,15 @@ class Gemm:
         same = lead_a == lead_b or lead_a == () or lead_b == ()
         # (a dot product, m = n = 1, is numpy's sdot: left to np.matmul)
         self.ok = _AVAILABLE and same and m > 0 and n > 0 and k > 0 and (m > 1 or n > 1)
-        # blocks: enough for every thread, along the larger of M and N
+        # blocks: enough for every thread. Along M once it has 96 rows (each sgemm keeps a
+        # full-width B panel), else along N: measured on 21 CNN GEMM shapes (2 threads), M
+        # wins from 96 rows (384x64x196: 47 vs 74 us, 1000x512x169: 610 vs 749) and N below
+        # (64x576x3136: 945 vs 1234 us, 16x96x12544: 232 vs 351).
         work = self.batch
         self.split_m = self.split_n = 1
         if threads > 1 and work < threads:
             parts = -(-threads // work)
-            if m >= 2 * n or n < 32:
+            if m >= 96 or n < 32:
                 self.split_m = min(parts, max(1, m // 8))
             else:
                 self.split_n = min(parts, max(1, -(-n // 16)))
