@@ -4,6 +4,7 @@ fall back to np.matmul for the rest; the thread policy puts BLAS at one thread w
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numba
 import numpy as np
@@ -136,3 +137,65 @@ def test_matrix_vector_products_are_numpys_bit_for_bit(ash: tuple[int, ...],
         got = np.full_like(want, np.nan)
         pool.Gemm(a.shape, b.shape, 2)(a, b, got)
     np.testing.assert_array_equal(got, want)
+
+
+def _conv_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, group: int,
+                    res: np.ndarray | None, act: str) -> np.ndarray:
+    n, c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh, ow = h + 2 * pad - kh + 1, wd + 2 * pad - kw + 1
+    y = np.zeros((n, m, oh, ow), np.float64)
+    mg = m // group
+    for k in range(group):
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, k * cg:(k + 1) * cg, i:i + oh, j:j + ow].astype(np.float64)
+                y[:, k * mg:(k + 1) * mg] += np.einsum("mc,nchw->nmhw", w[k * mg:(k + 1) * mg, :, i, j],
+                                                       patch)
+    y += b.reshape(1, m, 1, 1)
+    if res is not None:
+        y += res
+    if act == "relu":
+        y = np.maximum(y, 0)
+    elif act == "clip":
+        y = np.clip(y, 0, 6)
+    return y.astype(np.float32)
+
+
+@pytest.mark.parametrize("variant,k,group,batch", [("pointwise", 1, 1, 1), ("pointwise", 1, 2, 2),
+                                                   ("im2col", 3, 1, 1), ("im2col", 3, 2, 2)])
+@pytest.mark.parametrize("act,residual", [("relu", False), ("clip", True), ("", True)])
+def test_conv_bias_residual_activation_fused_into_the_gemm_blocks(
+        variant: str, k: int, group: int, batch: int, act: str, residual: bool) -> None:
+    """Large enough for the pool's sgemm path: the epilogue runs per block inside the GEMM
+    call (no second pass) and gives the same as bias, residual and activation after it."""
+    from walle_backend_numba import conv
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import TensorSpec
+
+    threads.configure(2)
+    try:
+        if not threads.POOL:
+            pytest.skip("numba's threading layer is not thread-safe here")
+        rng = np.random.default_rng(k * 10 + group)
+        c, m, hw, pad = 64, 96, 24, k // 2
+        x = rng.standard_normal((batch, c, hw, hw)).astype(np.float32)
+        w = (rng.standard_normal((m, c // group, k, k)) * 0.1).astype(np.float32)
+        b = rng.standard_normal(m).astype(np.float32)
+        res = rng.standard_normal((batch, m, hw, hw)).astype(np.float32) if residual else None
+        attrs: dict[str, Any] = {"pads": [pad] * 4, "group": group}
+        if act:
+            attrs["fused_activation"] = act
+            attrs["fused_act_params"] = (0.0, 6.0) if act == "clip" else ()
+        f32 = from_numpy(np.dtype(np.float32))
+        y_spec = TensorSpec((batch, m, hw, hw), f32)
+        run = conv.plan(attrs, TensorSpec(x.shape, f32), TensorSpec(w.shape, f32),
+                        TensorSpec(b.shape, f32), y_spec, variant)
+        assert run is not None
+        y = np.full(y_spec.shape, np.nan, np.float32)
+        run(x, w, b, y, res)
+        np.testing.assert_allclose(y, _conv_reference(x, w, b, pad, group, res, act),
+                                   rtol=1e-4, atol=1e-4)
+    finally:
+        threads.configure(None)

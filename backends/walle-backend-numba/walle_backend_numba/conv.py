@@ -36,6 +36,7 @@ import numpy as np
 
 from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue, gemm
+from walle_backend_numba.pool import bias_act_rows
 from walle_core.ir.primitives import TensorSpec
 
 VARIANTS = ("pointwise", "depthwise", "depthwise_cl", "im2col", "winograd2", "winograd4")
@@ -632,6 +633,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
     no_bias_vec = np.zeros(1, dtype)
 
     post_res = epilogue_res.pick(n * m * oh * ow)
+    no_res2 = np.zeros((1, 1), dtype)
 
     def add_bias(yb: Any, bias: Any, res: Any = None) -> None:
         if res is not None:  # bias, residual and activation in one pass
@@ -671,17 +673,35 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
 
         return run_depthwise_cl
 
+    def gemm_epilogue(gemm_k: Callable[..., bool], a: Any, bcol: Any, bias: Any, yb: Any,
+                      res: Any, i: int, k: int, whole: list[bool]) -> None:
+        """y4[i, k] = a @ bcol with the bias, residual and activation in the same call when
+        the GEMM can (the pool's sgemm blocks, see ``pool.Gemm``); a block it could not
+        gets them here, or the whole output at the end (``whole``)."""
+        y2 = yb.reshape(n, g, mg, oh * ow)[i, k]
+        b1 = bias.reshape(g, mg)[k] if bias is not None else None
+        r2 = res.reshape(n, g, mg, oh * ow)[i, k] if res is not None else None
+        if gemm_k(a, bcol, y2, b1, act, lo, hi, r2):
+            return
+        if n * g == 1:
+            whole[0] = True
+            return
+        bias_act_rows(y2, 0, mg, 0, oh * ow, b1 if b1 is not None else no_bias_vec,
+                      b1 is not None, r2 if r2 is not None else no_res2, r2 is not None, act,
+                      lo, hi, mg)
+
     if variant == "pointwise":
         gemm_pw = gemm((mg, cg), (cg, h * wd))
 
         def run_pointwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             w3 = wb.reshape(g, mg, cg)
             x4 = xb.reshape(n, g, cg, h * wd)
-            y4 = yb.reshape(n, g, mg, oh * ow)
+            whole = [False]
             for i in range(n):  # 2-D GEMMs: np.matmul's broadcast batch path is slower
                 for k in range(g):
-                    gemm_pw(w3[k], x4[i, k], y4[i, k])
-            add_bias(yb, bias, res)
+                    gemm_epilogue(gemm_pw, w3[k], x4[i, k], bias, yb, res, i, k, whole)
+            if whole[0]:
+                add_bias(yb, bias, res)
 
         return run_pointwise
 
@@ -695,13 +715,14 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         def run_im2col(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             col = _take(scratch(col_bytes), 0, col_shape, dtype)
             w3 = wb.reshape(g, mg, cg * kh * kw)
-            y4 = yb.reshape(n, g, mg, oh * ow)
+            whole = [False]
             for i in range(n):
                 for k in range(g):
                     unfold(xb[i], col, k * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph, geo.pw,
                            geo.dh, geo.dw, oh, ow)
-                    gemm_col(w3[k], col, y4[i, k])
-            add_bias(yb, bias, res)
+                    gemm_epilogue(gemm_col, w3[k], col, bias, yb, res, i, k, whole)
+            if whole[0]:
+                add_bias(yb, bias, res)
 
         return run_im2col
 

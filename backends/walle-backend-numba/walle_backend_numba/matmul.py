@@ -77,13 +77,16 @@ def epilogue(y: Any, alpha: Any, bias: Any, kind: int, beta: Any, act: int, lo: 
 POOL_MIN = 1 << 18
 
 
-def _np_gemm(a: Any, b: Any, out: Any) -> None:
+def _np_gemm(a: Any, b: Any, out: Any, *epilogue: Any) -> bool:
     np.matmul(a, b, out=out)
+    return False  # the epilogue is the caller's
 
 
-def gemm(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> Callable[[Any, Any, Any], None]:
-    """``(a, b, out)``: ``out = a @ b`` for these operand shapes, on numba's pool when the
-    thread policy put GEMMs there (``threads.POOL``), else ``np.matmul`` (BLAS's threads)."""
+def gemm(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> Callable[..., bool]:
+    """``(a, b, out[, bias, act, lo, hi, res])``: ``out = a @ b`` for these operand shapes, on
+    numba's pool when the thread policy put GEMMs there (``threads.POOL``), else ``np.matmul``
+    (BLAS's threads). Returns whether it also applied ``act(out + bias[row] + res)`` (the pool
+    does, per block; ``np.matmul`` does not: the caller then does)."""
     from walle_backend_numba import threads
 
     work = int(np.prod(a_shape[:-1])) * int(np.prod(b_shape[-1:])) * int(a_shape[-1])

@@ -88,17 +88,58 @@ def available() -> bool:
     return _AVAILABLE
 
 
+@numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def bias_act_rows(y: Any, r0: int, r1: int, c0: int, c1: int, bias: Any, has_bias: bool,
+                  res: Any, has_res: bool, act: int, lo: Any, hi: Any,
+                  m: int) -> None:  # pragma: no cover - compiled
+    """In place on y[r0:r1, c0:c1]: y = act(y + bias[r % m] + res) (a Conv's bias, fused
+    residual and activation: 0 none, 1 relu, 2 clip, 3 sigmoid, 4 tanh). Branches are taken
+    per row, so each inner loop is one vectorisable pass."""
+    zero = lo - lo
+    one = zero + 1
+    n = c1 - c0
+    b0 = max(c0, 0)
+    for r in range(r0, r1):
+        b = bias[r % m] if has_bias else zero
+        if has_res:
+            for c in range(n):
+                y[r, b0 + c] = y[r, b0 + c] + b + res[r, b0 + c]
+            b = zero
+        if act == 0:
+            if has_bias and not has_res:
+                for c in range(n):
+                    y[r, b0 + c] = y[r, b0 + c] + b
+        elif act == 1:
+            for c in range(n):
+                v = y[r, b0 + c] + b
+                y[r, b0 + c] = v if not (v < 0) else zero
+        elif act == 2:
+            for c in range(n):
+                v = y[r, b0 + c] + b
+                y[r, b0 + c] = lo if v < lo else (hi if v > hi else v)
+        elif act == 3:
+            for c in range(n):
+                y[r, b0 + c] = one / (one + np.exp(-(y[r, b0 + c] + b)))
+        else:
+            for c in range(n):
+                y[r, b0 + c] = np.tanh(y[r, b0 + c] + b)
+
+
 @dual()
 def gemm_blocks(pa: int, pb: int, pc: int, batch: int, sa: int, sb: int, sc: int, m: int,
                 n: int, k: int, ta: int, tb: int, lda: int, ldb: int, ldc: int, split_m: int,
-                split_n: int) -> None:  # pragma: no cover - compiled
+                split_n: int, y: Any, bias: Any, has_bias: bool, res: Any, has_res: bool,
+                act: int, lo: Any, hi: Any) -> None:  # pragma: no cover - compiled
     """C[i] = op(A[i]) @ op(B[i]) for i < batch (float32, row-major; pointers in bytes, batch
     strides in elements), as ``batch * split_m * split_n`` single-threaded sgemm calls on
-    disjoint blocks of C, spread over the pool."""
+    disjoint blocks of C, spread over the pool. With a bias, residual or activation each
+    block then goes through :func:`bias_act_rows` while it is still in the worker's cache
+    (``y`` is C as [batch*m, n], ``res`` likewise): no second pass over the output."""
     bm = (m + split_m - 1) // split_m
     bn = (n + split_n - 1) // split_n
     bn = (bn + 15) // 16 * 16  # whole vector widths per block
     per = split_m * split_n
+    epi = has_bias or has_res or act != 0
     for t in numba.prange(batch * per):
         i = t // per
         r = (t % per) // split_n
@@ -114,6 +155,9 @@ def gemm_blocks(pa: int, pb: int, pc: int, batch: int, sa: int, sb: int, sc: int
         c = pc + 4 * (i * sc + m0 * ldc + n0)
         _sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, mm, nn, k,
                np.float32(1.0), a, lda, b, ldb, np.float32(0.0), c, ldc)
+        if epi:
+            bias_act_rows(y, i * m + m0, i * m + m0 + mm, n0, n0 + nn, bias, has_bias, res,
+                          has_res, act, lo, hi, m)
 
 
 @dual()
@@ -181,6 +225,11 @@ def _operand(x: np.ndarray) -> tuple[int, int, int] | None:
     return trans, ld, stride // 4
 
 
+_ZERO = np.float32(0)
+_DUMMY1 = np.zeros(1, np.float32)
+_DUMMY2 = np.zeros((1, 1), np.float32)
+
+
 def _strip(dims: tuple[int, ...]) -> tuple[int, ...]:
     """Batch dims without leading ones (broadcasting aligns them on the right)."""
     i = 0
@@ -226,7 +275,10 @@ class Gemm:
         self.split_v = max(1, threads)
         self.kernel_v = gemv_blocks.parallel if threads > 1 else gemv_blocks.serial
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: Any = None,
+                 act: int = 0, lo: Any = _ZERO, hi: Any = _ZERO, res: Any = None) -> bool:
+        """``out = a @ b``; returns whether ``out = act(a @ b + bias[row] + res)`` was applied
+        too (only on the pool's sgemm path: otherwise the caller's epilogue does it)."""
         if self.ok and out.dtype == np.float32 and out.flags.c_contiguous:
             oa, ob = _operand(a), _operand(b)
             if oa is not None and ob is not None:
@@ -235,13 +287,24 @@ class Gemm:
                 if self.vector and (self.batch == 1 or ((sa or self.bcast_a) and
                                                         (sb or self.bcast_b))):
                     if self._gemv(a, b, out, oa, ob, sa, sb):
-                        return
+                        return False
                 elif (self.batch == 1 or ((sa or self.bcast_a) and (sb or self.bcast_b))):
+                    epi = bias is not None or res is not None or act != 0
+                    fused = epi and (res is None or (res.dtype == np.float32 and
+                                                     res.flags.c_contiguous)) and \
+                        (bias is None or bias.dtype == np.float32)
+                    y2 = out.reshape(-1, self.n) if fused else _DUMMY2
                     self.kernel(a.ctypes.data, b.ctypes.data, out.ctypes.data, self.batch,
                                 sa, sb, self.m * self.n, self.m, self.n, self.k, oa[0], ob[0],
-                                oa[1], ob[1], self.n, self.split_m, self.split_n)
-                    return
+                                oa[1], ob[1], self.n, self.split_m, self.split_n, y2,
+                                bias if fused and bias is not None else _DUMMY1,
+                                fused and bias is not None,
+                                res.reshape(-1, self.n) if fused and res is not None
+                                else _DUMMY2, fused and res is not None,
+                                act if fused else 0, np.float32(lo), np.float32(hi))
+                    return fused
         np.matmul(a, b, out=out)
+        return False
 
     def _gemv(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, oa: tuple[int, int, int],
               ob: tuple[int, int, int], sa: int, sb: int) -> bool:
