@@ -164,7 +164,9 @@ def _conv_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, group
 
 
 @pytest.mark.parametrize("variant,k,group,batch", [("pointwise", 1, 1, 1), ("pointwise", 1, 2, 2),
-                                                   ("im2col", 3, 1, 1), ("im2col", 3, 2, 2)])
+                                                   ("im2col", 3, 1, 1), ("im2col", 3, 2, 2),
+                                                   ("im2col_tiles", 3, 1, 1),
+                                                   ("im2col_tiles", 3, 2, 2)])
 @pytest.mark.parametrize("act,residual", [("relu", False), ("clip", True), ("", True)])
 def test_conv_bias_residual_activation_fused_into_the_gemm_blocks(
         variant: str, k: int, group: int, batch: int, act: str, residual: bool) -> None:
@@ -197,5 +199,51 @@ def test_conv_bias_residual_activation_fused_into_the_gemm_blocks(
         run(x, w, b, y, res)
         np.testing.assert_allclose(y, _conv_reference(x, w, b, pad, group, res, act),
                                    rtol=1e-4, atol=1e-4)
+    finally:
+        threads.configure(None)
+
+
+@pytest.mark.parametrize("xs,ws,attrs", [
+    ((1, 3, 61, 58), (16, 3, 7, 7), {"strides": [2, 2], "pads": [3, 2, 1, 3]}),
+    ((2, 8, 37, 29), (12, 4, 3, 5), {"group": 2, "pads": [1, 2, 1, 2], "dilations": [2, 1]}),
+    ((1, 96, 20, 20), (64, 96, 3, 3), {"pads": [1, 1, 1, 1]}),  # tiles of several rows
+])
+def test_tiled_im2col_matches_im2col(xs: tuple[int, ...], ws: tuple[int, ...],
+                                     attrs: dict[str, Any]) -> None:
+    """Tiles of output rows (each task's own column slice) give what the whole-image im2col
+    gives, for strides, asymmetric pads, groups, dilation and batch."""
+    from walle_backend_numba import conv
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import TensorSpec
+
+    threads.configure(2)
+    try:
+        if not threads.POOL:
+            pytest.skip("numba's threading layer is not thread-safe here")
+        rng = np.random.default_rng(xs[1])
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = rng.standard_normal(ws).astype(np.float32)
+        b = rng.standard_normal(ws[0]).astype(np.float32)
+        f32 = from_numpy(np.dtype(np.float32))
+        ys = None
+        for variant in ("im2col", "im2col_tiles"):
+            if ys is None:
+                oh = (xs[2] + attrs["pads"][0] + attrs["pads"][2]
+                      - attrs.get("dilations", [1, 1])[0] * (ws[2] - 1) - 1) \
+                    // attrs.get("strides", [1, 1])[0] + 1
+                ow = (xs[3] + attrs["pads"][1] + attrs["pads"][3]
+                      - attrs.get("dilations", [1, 1])[1] * (ws[3] - 1) - 1) \
+                    // attrs.get("strides", [1, 1])[1] + 1
+                ys = (xs[0], ws[0], oh, ow)
+            run = conv.plan({**attrs, "fused_activation": "relu"}, TensorSpec(xs, f32),
+                            TensorSpec(ws, f32), TensorSpec(b.shape, f32), TensorSpec(ys, f32),
+                            variant)
+            assert run is not None, variant
+            y = np.full(ys, np.nan, np.float32)
+            run(x, w, b, y, None)
+            if variant == "im2col":
+                want = y
+            else:
+                np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
     finally:
         threads.configure(None)

@@ -73,7 +73,7 @@ _AVAILABLE = _bind()
 
 # cblas_sgemm(order, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) with 64-bit
 # integers; pointers are passed as 64-bit integers (the same registers and stack slots).
-_sgemm = types.ExternalFunction("walle_cblas_sgemm", types.void(
+sgemm = types.ExternalFunction("walle_cblas_sgemm", types.void(
     types.int32, types.int32, types.int32, types.int64, types.int64, types.int64,
     types.float32, types.int64, types.int64, types.int64, types.int64, types.float32,
     types.int64, types.int64))
@@ -153,7 +153,7 @@ def gemm_blocks(pa: int, pb: int, pc: int, batch: int, sa: int, sb: int, sc: int
         a = pa + 4 * (i * sa + (m0 * lda if ta == 0 else m0))
         b = pb + 4 * (i * sb + (n0 if tb == 0 else n0 * ldb))
         c = pc + 4 * (i * sc + m0 * ldc + n0)
-        _sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, mm, nn, k,
+        sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, mm, nn, k,
                np.float32(1.0), a, lda, b, ldb, np.float32(0.0), c, ldc)
         if epi:
             bias_act_rows(y, i * m + m0, i * m + m0 + mm, n0, n0 + nn, bias, has_bias, res,
