@@ -144,6 +144,12 @@ def _pool_planes(x: Any, y: Any, kh: int, kw: int, sh: int, sw: int, pt: int, pl
             elif is_max and kw == 3 and sw == 1:
                 for q in range(ow):
                     y[n, c, p, q] = max(max(row[q], row[q + 1]), row[q + 2])
+            elif kw == 3 and sw == 1:  # the same sums, in the same order, as the loop below
+                for q in range(ow):
+                    y[n, c, p, q] = (row[q] + row[q + 1] + row[q + 2]) * scale[p, q]
+            elif kw == 3 and sw == 2:
+                for q in range(ow):
+                    y[n, c, p, q] = (row[2 * q] + row[2 * q + 1] + row[2 * q + 2]) * scale[p, q]
             else:
                 for q in range(ow):
                     y[n, c, p, q] = pad
