@@ -164,3 +164,32 @@ def test_constant_folding_guard_and_source_graph_untouched() -> None:
     x = np.array([1.0, -1.0], np.float32)
     np.testing.assert_allclose(Session(model.SerializeToString()).run({"x": x})["y"],
                                _ort(model, {"x": x})[0])
+
+
+def test_folded_weights_do_not_stay_alive_beside_their_replacements() -> None:
+    """After BatchNorm folds into the Conv, the optimized graph lists only the weights it
+    reads: the pre-fold Conv weight and the BatchNorm vectors are gone (they kept DenseNet's
+    old weights in memory), and the session keeps the source graph's op counts, not the
+    source graph."""
+    import gc
+    import weakref
+
+    from walle_core.frontend.onnx import load_model
+    from walle_core.runtime.graph_passes import optimize_graph
+
+    source = load_model(conv_bn(extra_reader=False, with_bias=True).SerializeToString())
+    old_w = next(v for v in source.initializers if v.name == "w")
+    graph, stats = optimize_graph(source)
+    names = {v.name for v in graph.initializers}
+    assert stats["initializers_dropped"] >= 5
+    assert not names & {"w", "b", "gamma", "beta", "mean", "var"}
+    read = {id(v) for n in graph.walk() for v in n.inputs if v is not None}
+    assert all(id(v) in read for v in graph.initializers)
+
+    session = Session(conv_bn(extra_reader=False, with_bias=True).SerializeToString())
+    assert session.ops_before == {"Conv": 1, "BatchNormalization": 1, "Relu": 1}
+    assert not hasattr(session, "source_graph")
+    ref = weakref.ref(old_w.const)
+    del source, old_w
+    gc.collect()
+    assert ref() is None  # nothing the optimized graph holds keeps the old weight alive

@@ -92,7 +92,7 @@ def explain_session(session: Any, dims: dict[str, int] | None = None,
         "backend": session.backend.name,
         "candidates": [b.name for b in session.backends],
         "fallback": [b.name for b in session.fallback],
-        "ops_before": dict(session.source_graph.op_histogram().most_common()),
+        "ops_before": session.ops_before,
         **session.graph_stats,
     }
     if session.notes:

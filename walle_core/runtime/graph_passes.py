@@ -36,7 +36,20 @@ def optimize_graph(graph: Graph) -> tuple[Graph, dict[str, int]]:
     """Constant folding then affine folding; the new graph and what each pass did."""
     graph, constants = fold_constants(graph)
     graph, stats = fold_channel_affine(graph)
-    return graph, {"constants_folded": constants, **stats}
+    graph, dropped = drop_unused_initializers(graph)
+    return graph, {"constants_folded": constants, **stats, "initializers_dropped": dropped}
+
+
+def drop_unused_initializers(graph: Graph) -> tuple[Graph, int]:
+    """The graph without initializers nothing reads any more (the weights a fold replaced:
+    the passes above build new graphs that listed the old ones still, which kept DenseNet's
+    pre-BatchNorm Conv weights alive beside the folded ones). Graph inputs and outputs stay."""
+    used = {id(v) for n in graph.walk() for v in n.inputs if v is not None}
+    used |= {id(v) for v in graph.outputs} | {id(v) for v in graph.inputs}
+    kept = [v for v in graph.initializers if id(v) in used]
+    if len(kept) == len(graph.initializers):
+        return graph, 0
+    return replace(graph, initializers=kept), len(graph.initializers) - len(kept)
 
 
 @dataclass
