@@ -9,7 +9,6 @@ from typing import Any
 import numba
 import numpy as np
 import pytest
-
 from walle_backend_numba import pool, threads
 
 pytestmark = pytest.mark.skipif(not pool.available(),
@@ -151,8 +150,8 @@ def _conv_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, group
         for i in range(kh):
             for j in range(kw):
                 patch = xp[:, k * cg:(k + 1) * cg, i:i + oh, j:j + ow].astype(np.float64)
-                y[:, k * mg:(k + 1) * mg] += np.einsum("mc,nchw->nmhw", w[k * mg:(k + 1) * mg, :, i, j],
-                                                       patch)
+                taps = w[k * mg:(k + 1) * mg, :, i, j]
+                y[:, k * mg:(k + 1) * mg] += np.einsum("mc,nchw->nmhw", taps, patch)
     y += b.reshape(1, m, 1, 1)
     if res is not None:
         y += res
@@ -173,6 +172,7 @@ def test_conv_bias_residual_activation_fused_into_the_gemm_blocks(
     """Large enough for the pool's sgemm path: the epilogue runs per block inside the GEMM
     call (no second pass) and gives the same as bias, residual and activation after it."""
     from walle_backend_numba import conv
+
     from walle_core.ir.dtypes import from_numpy
     from walle_core.ir.primitives import TensorSpec
 
@@ -213,6 +213,7 @@ def test_tiled_im2col_matches_im2col(xs: tuple[int, ...], ws: tuple[int, ...],
     """Tiles of output rows (each task's own column slice) give what the whole-image im2col
     gives, for strides, asymmetric pads, groups, dilation and batch."""
     from walle_backend_numba import conv
+
     from walle_core.ir.dtypes import from_numpy
     from walle_core.ir.primitives import TensorSpec
 

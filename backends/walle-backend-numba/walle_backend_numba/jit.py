@@ -3,8 +3,8 @@
 A parallel launch costs microseconds on a quiet machine and milliseconds on a loaded one (a
 worker descheduled mid-barrier; the session's governor then drops to one thread), while many
 tensors are small; so each kernel has a serial twin (same code, ``prange`` as ``range``) and
-:meth:`Dual.pick` chooses by the amount of work. The twin gets its own qualified name so numba's on-disk cache keeps the two
-compilations apart.
+:meth:`Dual.pick` chooses by the amount of work. The twin gets its own qualified name so
+numba's on-disk cache keeps the two compilations apart.
 """
 
 from __future__ import annotations

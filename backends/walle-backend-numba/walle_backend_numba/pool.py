@@ -211,7 +211,7 @@ def _operand(x: np.ndarray) -> tuple[int, int, int] | None:
     bshape = x.shape[:-2]
     stride = None
     expect = None
-    for size, st in zip(reversed(bshape), reversed(bs)):
+    for size, st in zip(reversed(bshape), reversed(bs), strict=True):
         if size == 1:
             continue
         if stride is None:
