@@ -36,7 +36,7 @@ import numpy as np
 
 from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue, gemm
-from walle_backend_numba.pool import bias_act_rows, sgemm
+from walle_backend_numba.pool import Gemm, bias_act_rows, sgemm
 from walle_core.ir.primitives import TensorSpec
 
 VARIANTS = ("pointwise", "depthwise", "depthwise_cl", "im2col", "im2col_tiles", "winograd2",
@@ -731,8 +731,16 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
 
     if variant == "pointwise":
         gemm_pw = gemm((mg, cg), (cg, h * wd))
+        bound: list[Any] = [None, None]  # buffer ids -> the prepared pool calls
 
         def run_pointwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
+            key = (id(xb), id(wb), id(bias), id(yb), id(res))
+            if bound[0] == key:  # the same buffers as last run: the calls are ready
+                for call in bound[1][0]:
+                    call()
+                if bound[1][1]:
+                    add_bias(yb, bias, res)
+                return
             w3 = wb.reshape(g, mg, cg)
             x4 = xb.reshape(n, g, cg, h * wd)
             whole = [False]
@@ -741,6 +749,13 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                     gemm_epilogue(gemm_pw, w3[k], x4[i, k], bias, yb, res, i, k, whole)
             if whole[0]:
                 add_bias(yb, bias, res)
+            if isinstance(gemm_pw, Gemm) and n * g == 1:
+                call, fused = gemm_pw.bind(w3[0], x4[0, 0], yb.reshape(mg, oh * ow),
+                                           bias.reshape(-1) if bias is not None else None,
+                                           act, lo, hi,
+                                           res.reshape(mg, oh * ow) if res is not None else None)
+                # the call holds the buffers, so the ids in the key stay theirs
+                bound[0], bound[1] = key, ([call], not fused, xb, wb, bias, yb, res)
 
         return run_pointwise
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numba
@@ -279,6 +280,16 @@ class Gemm:
                  act: int = 0, lo: Any = _ZERO, hi: Any = _ZERO, res: Any = None) -> bool:
         """``out = a @ b``; returns whether ``out = act(a @ b + bias[row] + res)`` was applied
         too (only on the pool's sgemm path: otherwise the caller's epilogue does it)."""
+        call, fused = self.bind(a, b, out, bias, act, lo, hi, res)
+        call()
+        return fused
+
+    def bind(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: Any = None,
+             act: int = 0, lo: Any = _ZERO, hi: Any = _ZERO, res: Any = None
+             ) -> tuple[Callable[[], None], bool]:
+        """The call for these very buffers, prepared once: a plan that passes the same ones
+        every run keeps it and skips the layout checks and pointer lookups (~10 us a GEMM in
+        Python). The call holds the buffers, so their addresses stay valid."""
         if self.ok and out.dtype == np.float32 and out.flags.c_contiguous:
             oa, ob = _operand(a), _operand(b)
             if oa is not None and ob is not None:
@@ -286,36 +297,39 @@ class Gemm:
                 sb = 0 if self.bcast_b else ob[2]
                 if self.vector and (self.batch == 1 or ((sa or self.bcast_a) and
                                                         (sb or self.bcast_b))):
-                    if self._gemv(a, b, out, oa, ob, sa, sb):
-                        return False
+                    gemv = self._gemv_args(a, b, out, oa, ob, sa, sb)
+                    if gemv is not None:
+                        kv, keep_v = self.kernel_v, (a, b, out)  # keep: the addresses in gemv
+                        return (lambda: kv(*gemv) if keep_v else None), False
                 elif (self.batch == 1 or ((sa or self.bcast_a) and (sb or self.bcast_b))):
                     epi = bias is not None or res is not None or act != 0
                     fused = epi and (res is None or (res.dtype == np.float32 and
                                                      res.flags.c_contiguous)) and \
                         (bias is None or bias.dtype == np.float32)
                     y2 = out.reshape(-1, self.n) if fused else _DUMMY2
-                    self.kernel(a.ctypes.data, b.ctypes.data, out.ctypes.data, self.batch,
-                                sa, sb, self.m * self.n, self.m, self.n, self.k, oa[0], ob[0],
-                                oa[1], ob[1], self.n, self.split_m, self.split_n, y2,
-                                bias if fused and bias is not None else _DUMMY1,
-                                fused and bias is not None,
-                                res.reshape(-1, self.n) if fused and res is not None
-                                else _DUMMY2, fused and res is not None,
-                                act if fused else 0, np.float32(lo), np.float32(hi))
-                    return fused
-        np.matmul(a, b, out=out)
-        return False
+                    args = (a.ctypes.data, b.ctypes.data, out.ctypes.data, self.batch,
+                            sa, sb, self.m * self.n, self.m, self.n, self.k, oa[0], ob[0],
+                            oa[1], ob[1], self.n, self.split_m, self.split_n, y2,
+                            bias if fused and bias is not None else _DUMMY1,
+                            fused and bias is not None,
+                            res.reshape(-1, self.n) if fused and res is not None
+                            else _DUMMY2, fused and res is not None,
+                            act if fused else 0, np.float32(lo), np.float32(hi))
+                    kernel, keep = self.kernel, (a, b, out)
+                    return (lambda: kernel(*args) if keep else None), bool(fused)
+        return (lambda: np.matmul(a, b, out=out)), False
 
-    def _gemv(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, oa: tuple[int, int, int],
-              ob: tuple[int, int, int], sa: int, sb: int) -> bool:
+    def _gemv_args(self, a: np.ndarray, b: np.ndarray, out: np.ndarray,
+                   oa: tuple[int, int, int], ob: tuple[int, int, int], sa: int,
+                   sb: int) -> tuple[int, ...] | None:
+        """gemv_blocks' arguments, or None when this layout is not a matrix-vector product it
+        takes."""
         if self.n == 1:  # out[m] = op(a) @ b: b's elements K apart by its row stride
             incv = ob[1] if ob[0] == 0 else 1
-            self.kernel_v(a.ctypes.data, b.ctypes.data, out.ctypes.data, self.batch, sa, sb,
-                          self.m, self.m, self.k, oa[0], oa[1], incv,
-                          1 if oa[0] else self.split_v)
-            return True
+            return (a.ctypes.data, b.ctypes.data, out.ctypes.data, self.batch, sa, sb,
+                    self.m, self.m, self.k, oa[0], oa[1], incv,
+                    1 if oa[0] else self.split_v)
         if oa[0] != 0:  # out[n] = a @ op(b) = op(b)^T a, a a contiguous row
-            return False
-        self.kernel_v(b.ctypes.data, a.ctypes.data, out.ctypes.data, self.batch, sb, sa,
-                      self.n, self.n, self.k, 1 - ob[0], ob[1], 1, self.split_v if ob[0] else 1)
-        return True
+            return None
+        return (b.ctypes.data, a.ctypes.data, out.ctypes.data, self.batch, sb, sa,
+                self.n, self.n, self.k, 1 - ob[0], ob[1], 1, self.split_v if ob[0] else 1)
