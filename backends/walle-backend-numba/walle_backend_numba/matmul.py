@@ -174,9 +174,12 @@ def plan(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
             wb = np.swapaxes(w, -1, -2) if prim.trans_b else w
             target = y.reshape(shape)
             flat_bias = c.reshape(-1) if c is not None else dummy
-            memo[0], memo[1] = key, (xa, wb, target, target.reshape(-1, n), flat_bias, x, w, c, y)
-        xa, wb, target, target2, flat_bias = memo[1][:5]
-        mul(xa, wb, target)
+            bind = getattr(mul, "bind", None)  # the pool's GEMM: prepared once per buffers
+            call = bind(xa, wb, target)[0] if bind is not None else \
+                (lambda: mul(xa, wb, target))
+            memo[0], memo[1] = key, (call, target.reshape(-1, n), flat_bias, x, w, c, y)
+        call, target2, flat_bias = memo[1][:3]
+        call()
         if needs_epilogue and size:
             post(target2, alpha, flat_bias, kind, beta, act, lo, hi, m)
 
