@@ -822,17 +822,27 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         no_res = np.zeros((1, 1, 1), dtype)
         gemm_taps = gemm((a * a, tiles, geo.c), (a * a, geo.c, m))
 
+        taps_bound: list[Any] = [None, None]  # (scratch, weights) ids -> views, GEMM call
+
         def run_winograd(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             u = weights(wb)
             buf = scratch(total)
-            v = _take(buf, 0, v_shape, dtype)
-            mm = _take(buf, v_bytes, mm_shape, dtype)
-            xp = _take(buf, v_bytes + mm_bytes, xp_shape, dtype)
+            key = (id(buf), id(u))
+            if taps_bound[0] != key:
+                v = _take(buf, 0, v_shape, dtype)
+                mm = _take(buf, v_bytes, mm_shape, dtype)
+                xp = _take(buf, v_bytes + mm_bytes, xp_shape, dtype)
+                bind = getattr(gemm_taps, "bind", None)
+                call = bind(v, u, mm)[0] if bind is not None else \
+                    (lambda: gemm_taps(v, u, mm))
+                # held with the buffers whose ids are the key
+                taps_bound[0], taps_bound[1] = key, (v, mm, xp, call, buf, u)
+            v, mm, xp, call = taps_bound[1][:4]
             b = bias.reshape(-1) if bias is not None else no_bias_vec
             for i in range(n):
                 pack(xb[i], xp, geo.ph, geo.pw)
                 into(xp, v, mt, tw)
-                gemm_taps(v, u, mm)  # [tiles, C] @ [C, M] per tap
+                call()  # [tiles, C] @ [C, M] per tap
                 outof(mm, yb[i], mt, b, bias is not None, act, lo, hi, tw,
                       res[i] if res is not None else no_res, res is not None)
 
