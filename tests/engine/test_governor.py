@@ -154,3 +154,35 @@ def test_the_blas_cap_bounds_every_later_limit() -> None:
     finally:
         gov.cap_blas(None)
         gov.set_blas_threads(before)
+
+
+def test_the_first_check_covers_the_time_since_the_session_was_made(tmp_path: Path) -> None:
+    """PSI's avg10 may still hold a process that has just ended; the governor primes its
+    pressure reading when made, so the first run is judged on what happened since."""
+    psi = tmp_path / "cpu"
+
+    def write(avg10: float, total: int) -> None:
+        psi.write_text(f"some avg10={avg10} avg60=0.00 avg300=0.00 total={total}\n"
+                       "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+
+    write(90.0, 1_000_000)  # a busy neighbour just finished: avg10 is still high
+    recent = gov.RecentPressure(psi)
+    assert recent() == pytest.approx(90.0)  # unprimed: the first reading is avg10
+    write(90.0, 1_000_000)  # no stall since
+    assert recent() == pytest.approx(0.0)
+
+    original = gov.RecentPressure.__init__
+
+    def on_tmp(self: Any, path: Path = psi) -> None:
+        original(self, psi)
+
+    applied: list[int] = []
+    mp = pytest.MonkeyPatch()
+    mp.setattr(gov.RecentPressure, "__init__", on_tmp)
+    try:
+        write(90.0, 2_000_000)
+        g = gov.ThreadGovernor(2, apply=applied.append)
+        g.tick()  # nothing stalled since the governor was made: stays at two threads
+        assert applied == [] and not g.busy
+    finally:
+        mp.undo()

@@ -151,6 +151,12 @@ class ThreadGovernor:
             os.environ.get("WALLE_ADAPTIVE_THREADS", "1") not in ("0", "false", "no")
         if probe is None:
             recent = RecentPressure()
+            if self.enabled:
+                # prime it now: the first run's check then covers the time since the session
+                # was made (planning, compiling), not PSI's 10-second average, which still
+                # holds a process that just ended (a benchmark's previous runner): MobileNetV2
+                # ran its whole timing on one thread after one
+                recent()
 
             def probe(previous: bool) -> bool:
                 return contended(previous, psi=recent)
