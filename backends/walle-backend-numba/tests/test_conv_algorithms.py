@@ -218,3 +218,31 @@ def test_every_variant_adds_a_fused_residual(act: str) -> None:
             got = _run(backend, fused, [x, w, b, r], out, Algorithm(alg.name, 0.0))
             np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3,
                                        err_msg=f"{alg.name} {ws}")
+
+
+@pytest.mark.parametrize("act,params", [("", ()), ("relu", ()), ("clip", (-0.5, 0.75)),
+                                        ("sigmoid", ()), ("tanh", ())])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_applies_every_fused_activation(act: str, params: tuple[float, ...],
+                                                  stride: int) -> None:
+    """The depthwise kernel's row pass (stride 1) and flat pass (stride 2) apply each fused
+    activation the core can hand it."""
+    from walle_backend_numba import NumbaBackend
+
+    from walle_core.backend import Algorithm
+    from walle_core.ir.primitives import Kernel
+    from walle_core.reference_backend import ReferenceBackend
+
+    xs, ws = (1, 8, 23, 21), (8, 1, 3, 3)
+    x, w = RNG.standard_normal(xs).astype(np.float32), RNG.standard_normal(ws).astype(np.float32)
+    b = RNG.standard_normal(8).astype(np.float32)
+    attrs = {"pads": [1, 1, 1, 1], "kernel_shape": [3, 3], "group": 8,
+             "strides": [stride, stride]}
+    out = _out_shape(xs, ws, attrs)
+    pre = _run(ReferenceBackend(), Kernel("Conv", "", attrs, 17), [x, w, b], out)
+    want = {"": pre, "relu": np.maximum(pre, 0), "clip": np.clip(pre, *params) if params else pre,
+            "sigmoid": 1 / (1 + np.exp(-pre)), "tanh": np.tanh(pre)}[act]
+    fused = Kernel("Conv", "", dict(attrs, fused_activation=act, fused_act_params=list(params)),
+                   17)
+    got = _run(NumbaBackend(threads=2), fused, [x, w, b], out, Algorithm("depthwise", 0.0))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
