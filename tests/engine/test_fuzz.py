@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import onnx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
@@ -56,6 +56,7 @@ EXAMPLES = int(os.environ.get("WALLE_FUZZ_EXAMPLES", 150))
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.tuples(st.integers(0, len(BYTES) - 1), st.integers(0, 255)), max_size=8),
        st.integers(1, len(BYTES)))
+@example(flips=[(148, 128)], keep=363)  # a graph name that is not UTF-8 (found by this test)
 def test_byte_mutations(flips: list[tuple[int, int]], keep: int) -> None:
     data = bytearray(BYTES[:keep] if keep < len(BYTES) // 2 else BYTES)
     for pos, value in flips:

@@ -80,7 +80,10 @@ def load_model(
     proto, label, base_dir = _read(model)
     _check_opsets(proto, label)
     _load_external(proto, base_dir, label)
-    light = without_weights(proto)  # what the checker and shape inference need: no weights
+    try:  # what the checker and shape inference need: no weights
+        light = without_weights(proto)
+    except Exception as exc:  # a malformed proto: say, a name that is not UTF-8
+        raise ModelError(f"{label}: malformed model ({type(exc).__name__}: {exc})") from None
     if check:
         try:
             onnx.checker.check_model(light.model)
