@@ -36,7 +36,7 @@ import numpy as np
 
 from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue, gemm
-from walle_backend_numba.pool import Gemm, bias_act_rows, sgemm
+from walle_backend_numba.pool import Gemm, bias_act, bias_act_rows, sgemm
 from walle_core.ir.primitives import TensorSpec
 
 VARIANTS = ("pointwise", "depthwise", "depthwise_cl", "im2col", "im2col_tiles", "winograd2",
@@ -646,18 +646,6 @@ def _weights_cache(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[A
     return get
 
 
-@dual(fastmath={"contract"})
-def epilogue_res(y: Any, bias: Any, has_bias: bool, res: Any, act: int, lo: Any, hi: Any,
-                 m: int) -> None:  # pragma: no cover
-    """In place on y [rows, n] (rows are batch*M): y = act(y + bias[r % m] + res): a Conv's
-    bias, fused residual and activation in one pass."""
-    rows, n = y.shape
-    for r in numba.prange(rows):
-        b = bias[r % m] if has_bias else bias[0] - bias[0]
-        for c in range(n):
-            y[r, c] = _act1(y[r, c] + b + res[r, c], act, lo, hi)
-
-
 def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] = ()
            ) -> ConvRun:
     """The runner of one variant; ``act`` (``matmul.ACTS`` code) is a fused activation applied
@@ -671,7 +659,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
     post = epilogue.pick(n * m * oh * ow)
     no_bias_vec = np.zeros(1, dtype)
 
-    post_res = epilogue_res.pick(n * m * oh * ow)
+    post_res = bias_act.pick(n * m * oh * ow)
     no_res2 = np.zeros((1, 1), dtype)
 
     def add_bias(yb: Any, bias: Any, res: Any = None) -> None:

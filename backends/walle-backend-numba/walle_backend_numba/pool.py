@@ -127,6 +127,19 @@ def bias_act_rows(y: Any, r0: int, r1: int, c0: int, c1: int, bias: Any, has_bia
 
 
 @dual()
+def bias_act(y: Any, bias: Any, has_bias: bool, res: Any, act: int, lo: Any, hi: Any,
+             m: int) -> None:  # pragma: no cover - compiled
+    """In place on y [rows, n] (rows are batch*M): y = act(y + bias[r % m] + res), the rows in
+    chunks on the pool, each a call of :func:`bias_act_rows` (the epilogue of a Conv whose GEMM
+    did not apply it, and of a depthwise Conv with a fused residual)."""
+    rows, n = y.shape
+    nchunk = min(rows, 16)
+    for t in numba.prange(nchunk):
+        bias_act_rows(y, t * rows // nchunk, (t + 1) * rows // nchunk, 0, n, bias, has_bias,
+                      res, True, act, lo, hi, m)
+
+
+@dual()
 def gemm_blocks(pa: int, pb: int, pc: int, batch: int, sa: int, sb: int, sc: int, m: int,
                 n: int, k: int, ta: int, tb: int, lda: int, ldb: int, ldc: int, split_m: int,
                 split_n: int, y: Any, bias: Any, has_bias: bool, res: Any, has_res: bool,
