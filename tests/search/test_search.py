@@ -332,3 +332,19 @@ def test_calibration_on_a_contended_cpu_is_provisional(monkeypatch: Any) -> None
     assert busy.load > prof.BUSY_LOAD
     monkeypatch.setattr("walle_core.runtime.governor.contended", lambda *_a, **_k: False)
     assert calibrate(ReferenceBackend()).load == pytest.approx(0.1)
+
+
+def test_machine_load_reads_cpu_pressure_before_the_load_average(monkeypatch: Any) -> None:
+    """Pressure (other tasks waiting for a CPU) decides whether a timing is provisional where
+    the kernel reports it; the load average, which counts this process's own spinning pool
+    workers, only where it does not."""
+    from walle_core.runtime import governor
+    from walle_core.search import profile as prof
+
+    monkeypatch.setattr(governor, "load_per_core", lambda: 2.0)  # our own busy threads
+    monkeypatch.setattr(governor, "psi_some_avg10", lambda path=None: 0.0)
+    assert prof.machine_load() == 0.0
+    monkeypatch.setattr(governor, "psi_some_avg10", lambda path=None: governor.PSI_BUSY)
+    assert prof.machine_load() == pytest.approx(prof.BUSY_LOAD)
+    monkeypatch.setattr(governor, "psi_some_avg10", lambda path=None: None)
+    assert prof.machine_load() == 2.0

@@ -58,7 +58,18 @@ MAX_SAMPLES = 4
 
 
 def machine_load() -> float:
-    """The 1-minute load average per core (0.0 where the OS does not say)."""
+    """How busy the machine is, on the scale of the load average per core.
+
+    From CPU pressure where the kernel reports it (PSI "some" avg10: the share of time some
+    runnable task waited for a CPU), scaled so that the governor's PSI_BUSY (25%) reads as
+    BUSY_LOAD (0.75). The load average counts this process's own busy threads (numba's pool
+    workers spin between kernels), so a session that calibrated while another of its sessions
+    ran marked its own figures provisional and had them timed again later (extra time and
+    memory in the next sessions). Elsewhere, the 1-minute load average per core (0.0 where the
+    OS does not say)."""
+    psi = governor.psi_some_avg10()
+    if psi is not None:
+        return psi / governor.PSI_BUSY * BUSY_LOAD
     return governor.load_per_core() or 0.0
 
 
