@@ -297,50 +297,54 @@ ROWS_PER_TASK = 16  # softmax rows per parallel task (one lanes buffer each)
 
 
 @numba.njit(cache=True, fastmath=SAFE_MATH, error_model="numpy")
-def row_max(xr: Any, lanes: Any) -> Any:  # pragma: no cover
-    """max of xr (size >= 1) through ``lanes`` [LANES] scratch; a NaN after xr[0] is skipped
-    (it still reaches every output through exp(NaN - max))."""
-    n = xr.size
-    m = xr[0]
+def _softmax_rows(x: Any, y: Any, log: bool, r0: int, r1: int,
+                  lanes: Any) -> None:  # pragma: no cover
+    """Rows [r0, r1) of :func:`softmax_rows`, whole-array indexed (no view per row); exp,
+    sum and scale as separate passes (the exp written and summed in one loop did not
+    vectorise: 512x128 116 -> 68 us on one thread)."""
+    n = x.shape[1]
     full = n - n % LANES
-    if full:
-        lanes[:] = xr[:LANES]
-        for i0 in range(LANES, full, LANES):
+    for r in range(r0, r1):
+        m = x[r, 0]
+        if full:
             for j in range(LANES):
-                v = xr[i0 + j]
-                lanes[j] = v if v > lanes[j] else lanes[j]
-        for j in range(LANES):
-            m = lanes[j] if lanes[j] > m else m
-    for i in range(full, n):
-        m = xr[i] if xr[i] > m else m
-    return m
+                lanes[j] = x[r, j]
+            for i0 in range(LANES, full, LANES):
+                b = max(i0, 0)
+                for j in range(LANES):
+                    v = x[r, b + j]
+                    lanes[j] = v if v > lanes[j] else lanes[j]
+            for j in range(LANES):
+                m = lanes[j] if lanes[j] > m else m
+        for i in range(full, n):
+            m = x[r, i] if x[r, i] > m else m
+        s = 0.0
+        if log:
+            for i in range(n):
+                s += exp(x[r, i] - m)
+            ls = np.log(s)
+            for i in range(n):
+                y[r, i] = x[r, i] - m - ls
+        else:
+            for i in range(n):
+                y[r, i] = exp(x[r, i] - m)
+            for i in range(n):
+                s += y[r, i]
+            inv = 1.0 / s
+            for i in range(n):
+                y[r, i] = y[r, i] * inv
 
 
 @dual(fastmath=SAFE_MATH, error_model="numpy")
 def softmax_rows(x: Any, y: Any, log: bool) -> None:  # pragma: no cover
-    """Softmax over the last axis of x [rows, n]; tasks of ROWS_PER_TASK rows."""
-    rows, n = x.shape
-    for task in numba.prange((rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+    """Softmax over the last axis of x [rows, n]; chunks of rows on the pool, each a call of
+    the serial body (``_softmax_rows``). A NaN after a row's first element is skipped by the
+    max but still reaches every output through exp(NaN - max)."""
+    rows = x.shape[0]
+    nchunk = min(rows, 16)
+    for t in numba.prange(nchunk):
         lanes = np.empty(LANES, x.dtype)
-        for r in range(task * ROWS_PER_TASK, min(rows, (task + 1) * ROWS_PER_TASK)):
-            xr = x[r]
-            yr = y[r]
-            m = row_max(xr, lanes)
-            s = 0.0
-            if log:
-                for i in range(n):
-                    s += exp(xr[i] - m)
-                ls = np.log(s)
-                for i in range(n):
-                    yr[i] = xr[i] - m - ls
-            else:
-                for i in range(n):
-                    e = exp(xr[i] - m)
-                    yr[i] = e
-                    s += e
-                inv = 1.0 / s
-                for i in range(n):
-                    yr[i] = yr[i] * inv
+        _softmax_rows(x, y, log, t * rows // nchunk, (t + 1) * rows // nchunk, lanes)
 
 
 @dual(fastmath=SAFE_MATH, error_model="numpy")
