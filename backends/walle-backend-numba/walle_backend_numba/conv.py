@@ -36,7 +36,7 @@ import numpy as np
 
 from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue, gemm
-from walle_backend_numba.pool import Gemm, bias_act, bias_act_rows, sgemm
+from walle_backend_numba.pool import bias_act, bias_act_rows, sgemm
 from walle_core.ir.primitives import TensorSpec
 
 VARIANTS = ("pointwise", "depthwise", "depthwise_cl", "im2col", "im2col_tiles", "winograd2",
@@ -726,50 +726,56 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
 
         return run_depthwise_cl
 
-    def gemm_epilogue(gemm_k: Callable[..., bool], a: Any, bcol: Any, bias: Any, yb: Any,
-                      res: Any, i: int, k: int, whole: list[bool]) -> None:
-        """y4[i, k] = a @ bcol with the bias, residual and activation in the same call when
-        the GEMM can (the pool's sgemm blocks, see ``pool.Gemm``); a block it could not
-        gets them here, or the whole output at the end (``whole``)."""
-        y2 = yb.reshape(n, g, mg, oh * ow)[i, k]
-        b1 = bias.reshape(g, mg)[k] if bias is not None else None
-        r2 = res.reshape(n, g, mg, oh * ow)[i, k] if res is not None else None
-        if gemm_k(a, bcol, y2, b1, act, lo, hi, r2):
-            return
-        if n * g == 1:
-            whole[0] = True
-            return
-        bias_act_rows(y2, 0, mg, 0, oh * ow, b1 if b1 is not None else no_bias_vec,
-                      b1 is not None, r2 if r2 is not None else no_res2, r2 is not None, act,
-                      lo, hi, mg)
+    def gemm_blocks(gemm_k: Callable[..., bool], blocks: list[tuple[Any, Any, int, int]],
+                    bias: Any, yb: Any, res: Any) -> tuple[list[Callable[[], None]], bool]:
+        """One prepared call per (a, b, i, k) block: y4[i, k] = a @ b with the bias, residual
+        and activation in the same call when the GEMM can (the pool's sgemm blocks, see
+        ``pool.Gemm.bind``); a block it could not gets them after its GEMM, or, when it is the
+        only block, the whole output (``add_bias``: the second value says so)."""
+        calls: list[Callable[[], None]] = []
+        whole = False
+        for a, bcol, i, k in blocks:
+            y2 = yb.reshape(n, g, mg, oh * ow)[i, k]
+            b1 = bias.reshape(g, mg)[k] if bias is not None else None
+            r2 = res.reshape(n, g, mg, oh * ow)[i, k] if res is not None else None
+            bind = getattr(gemm_k, "bind", None)
+            call, fused = bind(a, bcol, y2, b1, act, lo, hi, r2) if bind is not None else \
+                ((lambda a=a, bcol=bcol, y2=y2: gemm_k(a, bcol, y2)), False)
+            if fused:
+                calls.append(call)
+            elif n * g == 1:
+                calls.append(call)
+                whole = True
+            else:
+                def call_then_epilogue(call: Callable[[], None] = call, y2: Any = y2,
+                                       b1: Any = b1, r2: Any = r2) -> None:
+                    call()
+                    bias_act_rows(y2, 0, mg, 0, oh * ow,
+                                  b1 if b1 is not None else no_bias_vec, b1 is not None,
+                                  r2 if r2 is not None else no_res2, r2 is not None, act, lo,
+                                  hi, mg)
+                calls.append(call_then_epilogue)
+        return calls, whole
 
     if variant == "pointwise":
         gemm_pw = gemm((mg, cg), (cg, h * wd))
-        bound: list[Any] = [None, None]  # buffer ids -> the prepared pool calls
+        bound_pw: list[Any] = [None, None]  # buffer ids -> the prepared block calls
 
         def run_pointwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             key = (id(xb), id(wb), id(bias), id(yb), id(res))
-            if bound[0] == key:  # the same buffers as last run: the calls are ready
-                for call in bound[1][0]:
-                    call()
-                if bound[1][1]:
-                    add_bias(yb, bias, res)
-                return
-            w3 = wb.reshape(g, mg, cg)
-            x4 = xb.reshape(n, g, cg, h * wd)
-            whole = [False]
-            for i in range(n):  # 2-D GEMMs: np.matmul's broadcast batch path is slower
-                for k in range(g):
-                    gemm_epilogue(gemm_pw, w3[k], x4[i, k], bias, yb, res, i, k, whole)
-            if whole[0]:
+            if bound_pw[0] != key:  # a plan passes the same buffers every run: prepare once
+                w3 = wb.reshape(g, mg, cg)
+                x4 = xb.reshape(n, g, cg, h * wd)
+                # 2-D GEMMs: np.matmul's broadcast batch path is slower
+                calls, whole = gemm_blocks(gemm_pw, [(w3[k], x4[i, k], i, k) for i in range(n)
+                                                     for k in range(g)], bias, yb, res)
+                # the calls hold the buffers, so the ids in the key stay theirs
+                bound_pw[0], bound_pw[1] = key, (calls, whole, xb, wb, bias, yb, res)
+            calls, whole = bound_pw[1][:2]
+            for call in calls:
+                call()
+            if whole:
                 add_bias(yb, bias, res)
-            if isinstance(gemm_pw, Gemm) and n * g == 1:
-                call, fused = gemm_pw.bind(w3[0], x4[0, 0], yb.reshape(mg, oh * ow),
-                                           bias.reshape(-1) if bias is not None else None,
-                                           act, lo, hi,
-                                           res.reshape(mg, oh * ow) if res is not None else None)
-                # the call holds the buffers, so the ids in the key stay theirs
-                bound[0], bound[1] = key, ([call], not fused, xb, wb, bias, yb, res)
 
         return run_pointwise
 
@@ -779,17 +785,23 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         scratch(col_bytes)  # reserve now, not on the first run
         unfold = im2col.pick(int(np.prod(col_shape)))
         gemm_col = gemm((mg, cg * kh * kw), col_shape)
+        bound_col: list[Any] = [None, None]  # (scratch, buffer) ids -> col view, block calls
 
         def run_im2col(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
-            col = _take(scratch(col_bytes), 0, col_shape, dtype)
-            w3 = wb.reshape(g, mg, cg * kh * kw)
-            whole = [False]
-            for i in range(n):
-                for k in range(g):
-                    unfold(xb[i], col, k * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph, geo.pw,
-                           geo.dh, geo.dw, 0, oh, ow)
-                    gemm_epilogue(gemm_col, w3[k], col, bias, yb, res, i, k, whole)
-            if whole[0]:
+            buf = scratch(col_bytes)
+            key = (id(buf), id(wb), id(bias), id(yb), id(res))
+            if bound_col[0] != key:
+                col = _take(buf, 0, col_shape, dtype)
+                w3 = wb.reshape(g, mg, cg * kh * kw)
+                calls, whole = gemm_blocks(gemm_col, [(w3[k], col, i, k) for i in range(n)
+                                                      for k in range(g)], bias, yb, res)
+                bound_col[0], bound_col[1] = key, (col, calls, whole, buf, wb, bias, yb, res)
+            col, calls, whole = bound_col[1][:3]
+            for t, call in enumerate(calls):
+                unfold(xb[t // g], col, (t % g) * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph,
+                       geo.pw, geo.dh, geo.dw, 0, oh, ow)
+                call()
+            if whole:
                 add_bias(yb, bias, res)
 
         return run_im2col
