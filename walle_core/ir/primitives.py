@@ -38,6 +38,17 @@ class Region:
         return self.size[0] * self.size[1] * self.size[2]
 
 
+def contiguous(size: Triple, strides: Triple) -> bool:
+    """Whether one side of a region (its ``size`` and that side's strides) walks its elements
+    in one contiguous row-major run."""
+    expect = 1
+    for n, s in zip(reversed(size), reversed(strides), strict=True):
+        if n != 1 and s != expect:
+            return False
+        expect *= n
+    return True
+
+
 @dataclass(frozen=True)
 class Primitive:
     """Base class; ``kind`` is the name backends dispatch on."""

@@ -11,7 +11,7 @@ semi-auto search (:mod:`walle_core.search`) chooses from per step:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from walle_core.backend import ExecutionBackend
@@ -105,19 +105,18 @@ class PlanningView(ExecutionBackend):
 
     def fused_activations(self) -> set[tuple[str, str]]:
         """Ops whose fused activation every backend running them natively applies."""
-        ok = set()
-        for key in self._native:
-            runners = [b for b in self.backends if key in b.native_ops()]
-            if runners and all(key in b.fused_activations() for b in runners):
-                ok.add(key)
-        return ok
+        return self._fusable(lambda b: b.fused_activations())
 
     def fused_adds(self) -> set[tuple[str, str]]:
         """Ops whose fused residual add every backend running them natively applies."""
+        return self._fusable(lambda b: b.fused_adds())
+
+    def _fusable(self, declared: Callable[[ExecutionBackend], set[tuple[str, str]]]
+                 ) -> set[tuple[str, str]]:
         ok = set()
         for key in self._native:
             runners = [b for b in self.backends if key in b.native_ops()]
-            if runners and all(key in b.fused_adds() for b in runners):
+            if runners and all(key in declared(b) for b in runners):
                 ok.add(key)
         return ok
 

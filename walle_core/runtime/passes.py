@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from walle_core.geometry.fusion import consumers, fuse_rasters, identity_aliases
-from walle_core.ir.primitives import Elementwise, Expr, Kernel, MatMul
+from walle_core.ir.primitives import Elementwise, Expr, Kernel, MatMul, contiguous
 from walle_core.runtime.planner import Program
 
 
@@ -375,16 +375,6 @@ def _activation(expr: Expr, inputs: list[int], consts: dict[int, Any]
     return None
 
 
-def _flat(size: tuple[int, int, int], strides: tuple[int, int, int]) -> bool:
-    """Whether a region side walks its elements in one contiguous row-major run."""
-    expect = 1
-    for n, s in zip(reversed(size), reversed(strides), strict=True):
-        if n != 1 and s != expect:
-            return False
-        expect *= n
-    return True
-
-
 def concat_in_place(program: Program, protected: set[int]) -> int:
     """A Raster that only stacks whole tensors into contiguous blocks of its output (a Concat
     on the outermost non-unit axis: channels at batch 1) needs no copy: each part's producer
@@ -421,8 +411,8 @@ def concat_in_place(program: Program, protected: set[int]) -> int:
             if src in parts or src in claimed or src in consts or src not in produced or \
                     src in protected or src in program.aliases or src == out or \
                     spec.dtype != slots[out].dtype or r.src_offset != 0 or \
-                    r.count != spec.size or not _flat(r.size, r.src_strides) or \
-                    not _flat(r.size, r.dst_strides):
+                    r.count != spec.size or not contiguous(r.size, r.src_strides) or \
+                    not contiguous(r.size, r.dst_strides):
                 break
             parts.append((src, r.dst_offset * item))
             covered += r.count

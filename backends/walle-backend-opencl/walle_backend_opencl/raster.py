@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from walle_backend_opencl.device import DeviceBuffer, Runtime, launch
-from walle_core.ir.primitives import Raster, Region, TensorSpec
+from walle_core.ir.primitives import Raster, Region, TensorSpec, contiguous
 
 BITS = {1: "uchar", 2: "ushort", 4: "uint", 8: "ulong"}
 
@@ -44,15 +44,6 @@ __kernel void raster(__global const uchar *src_b, const long src_o, __global uch
 """
 
 Run = Callable[[list[Any], list[Any]], None]
-
-
-def contiguous(size: tuple[int, int, int], strides: tuple[int, int, int]) -> bool:
-    expect = 1
-    for n, s in zip(reversed(size), reversed(strides), strict=True):
-        if n != 1 and s != expect:
-            return False
-        expect *= n
-    return True
 
 
 def injective(size: tuple[int, ...], strides: tuple[int, ...]) -> bool:
