@@ -29,17 +29,20 @@ CASES = [
 ]
 
 
+def _operands(seed: int, ash: tuple[int, ...], bsh: tuple[int, ...], ta: bool,
+              tb: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Random float32 operands of these stored shapes, as transposed views where asked."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(ash).astype(np.float32)
+    b = rng.standard_normal(bsh).astype(np.float32)
+    return (np.swapaxes(a, -1, -2) if ta else a), (np.swapaxes(b, -1, -2) if tb else b)
+
+
 @pytest.mark.parametrize("ash,bsh,ta,tb", CASES)
 @pytest.mark.parametrize("nthreads", [1, 2])
 def test_matches_numpy(ash: tuple[int, ...], bsh: tuple[int, ...], ta: bool, tb: bool,
                        nthreads: int) -> None:
-    rng = np.random.default_rng(len(ash) * 7 + bsh[-1])
-    a = rng.standard_normal(ash).astype(np.float32)
-    b = rng.standard_normal(bsh).astype(np.float32)
-    if ta:
-        a = np.swapaxes(a, -1, -2)
-    if tb:
-        b = np.swapaxes(b, -1, -2)
+    a, b = _operands(len(ash) * 7 + bsh[-1], ash, bsh, ta, tb)
     want = np.matmul(a, b)
     got = np.full_like(want, np.nan)
     gemm = pool.Gemm(a.shape, b.shape, nthreads)
@@ -124,13 +127,7 @@ def test_matrix_vector_products_are_numpys_bit_for_bit(ash: tuple[int, ...],
     only where that changes no bit (light ResNet-50's near-equal ~1e19 logits turn a last-bit
     difference into a different softmax)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    rng = np.random.default_rng(bsh[-1])
-    a = rng.standard_normal(ash).astype(np.float32)
-    b = rng.standard_normal(bsh).astype(np.float32)
-    if ta:
-        a = np.swapaxes(a, -1, -2)
-    if tb:
-        b = np.swapaxes(b, -1, -2)
+    a, b = _operands(bsh[-1], ash, bsh, ta, tb)
     with threadpoolctl.threadpool_limits(1, "blas"):
         want = np.matmul(a, b)
         got = np.full_like(want, np.nan)

@@ -308,13 +308,13 @@ class Gemm:
             if oa is not None and ob is not None:
                 sa = 0 if self.bcast_a else oa[2]
                 sb = 0 if self.bcast_b else ob[2]
-                if self.vector and (self.batch == 1 or ((sa or self.bcast_a) and
-                                                        (sb or self.bcast_b))):
+                batches = self.batch == 1 or ((sa or self.bcast_a) and (sb or self.bcast_b))
+                if batches and self.vector:
                     gemv = self._gemv_args(a, b, out, oa, ob, sa, sb)
                     if gemv is not None:
                         kv, keep_v = self.kernel_v, (a, b, out)  # keep: the addresses in gemv
                         return (lambda: kv(*gemv) if keep_v else None), False
-                elif (self.batch == 1 or ((sa or self.bcast_a) and (sb or self.bcast_b))):
+                elif batches:
                     epi = bias is not None or res is not None or act != 0
                     fused = epi and (res is None or (res.dtype == np.float32 and
                                                      res.flags.c_contiguous)) and \
