@@ -133,10 +133,6 @@ def set_blas_threads(n: int) -> Any:
     return threadpool_limits(limits=max(1, n), user_api="blas")
 
 
-def _set_blas_threads(n: int) -> None:
-    set_blas_threads(n)
-
-
 class ThreadGovernor:
     """Limits BLAS to one thread while the CPU is contended (see the module docstring);
     ``apply(n)`` sets the limit (default: BLAS; a session also tells its backends, whose
@@ -144,7 +140,7 @@ class ThreadGovernor:
 
     def __init__(self, threads: int, interval: float = 0.5,
                  probe: Callable[[bool], bool] | None = None,
-                 apply: Callable[[int], None] = _set_blas_threads) -> None:
+                 apply: Callable[[int], Any] = set_blas_threads) -> None:
         self.threads = max(1, threads)
         self.interval = interval
         self.enabled = self.threads > 1 and \

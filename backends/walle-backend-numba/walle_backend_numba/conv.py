@@ -726,7 +726,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
 
         return run_depthwise_cl
 
-    def gemm_blocks(gemm_k: Callable[..., bool], blocks: list[tuple[Any, Any, int, int]],
+    def gemm_blocks(gemm_k: Any, blocks: list[tuple[Any, Any, int, int]],
                     bias: Any, yb: Any, res: Any) -> tuple[list[Callable[[], None]], bool]:
         """One prepared call per (a, b, i, k) block: y4[i, k] = a @ b with the bias, residual
         and activation in the same call when the GEMM can (the pool's sgemm blocks, see
@@ -738,9 +738,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
             y2 = yb.reshape(n, g, mg, oh * ow)[i, k]
             b1 = bias.reshape(g, mg)[k] if bias is not None else None
             r2 = res.reshape(n, g, mg, oh * ow)[i, k] if res is not None else None
-            bind = getattr(gemm_k, "bind", None)
-            call, fused = bind(a, bcol, y2, b1, act, lo, hi, r2) if bind is not None else \
-                ((lambda a=a, bcol=bcol, y2=y2: gemm_k(a, bcol, y2)), False)
+            call, fused = gemm_k.bind(a, bcol, y2, b1, act, lo, hi, r2)
             if fused:
                 calls.append(call)
             elif n * g == 1:
@@ -858,9 +856,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                 v = _take(buf, 0, v_shape, dtype)
                 mm = _take(buf, v_bytes, mm_shape, dtype)
                 xp = _take(buf, v_bytes + mm_bytes, xp_shape, dtype)
-                bind = getattr(gemm_taps, "bind", None)
-                call = bind(v, u, mm)[0] if bind is not None else \
-                    (lambda: gemm_taps(v, u, mm))
+                call = gemm_taps.bind(v, u, mm)[0]
                 # held with the buffers whose ids are the key
                 taps_bound[0], taps_bound[1] = key, (v, mm, xp, call, buf, u)
             v, mm, xp, call = taps_bound[1][:4]

@@ -97,21 +97,36 @@ def epilogue(y: Any, alpha: Any, bias: Any, kind: int, beta: Any, act: int, lo: 
 POOL_MIN = 1 << 18
 
 
-def _np_gemm(a: Any, b: Any, out: Any, *epilogue: Any) -> bool:
-    np.matmul(a, b, out=out)
-    return False  # the epilogue is the caller's
+class NumpyGemm:
+    """``np.matmul`` behind :class:`pool.Gemm`'s interface; it never applies the epilogue
+    (the caller's then does)."""
+
+    def __call__(self, a: Any, b: Any, out: Any, *epilogue: Any) -> bool:
+        np.matmul(a, b, out=out)
+        return False
+
+    def bind(self, a: Any, b: Any, out: Any, *epilogue: Any
+             ) -> tuple[Callable[[], None], bool]:
+        def call() -> None:
+            np.matmul(a, b, out=out)
+
+        return call, False
 
 
-def gemm(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> Callable[..., bool]:
-    """``(a, b, out[, bias, act, lo, hi, res])``: ``out = a @ b`` for these operand shapes, on
-    numba's pool when the thread policy put GEMMs there (``threads.POOL``), else ``np.matmul``
-    (BLAS's threads). Returns whether it also applied ``act(out + bias[row] + res)`` (the pool
-    does, per block; ``np.matmul`` does not: the caller then does)."""
+_NUMPY_GEMM = NumpyGemm()
+
+
+def gemm(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> Any:
+    """A GEMM for these operand shapes, called ``(a, b, out[, bias, act, lo, hi, res])`` or
+    prepared for fixed buffers with ``.bind(...)``: on numba's pool when the thread policy put
+    GEMMs there (``threads.POOL``, :class:`pool.Gemm`), else ``np.matmul`` (BLAS's threads).
+    Both say whether they also applied ``act(out + bias[row] + res)`` (the pool does, per
+    block; ``np.matmul`` does not: the caller then does)."""
     from walle_backend_numba import threads
 
     work = int(np.prod(a_shape[:-1])) * int(np.prod(b_shape[-1:])) * int(a_shape[-1])
     if not threads.POOL or work < POOL_MIN:  # a small GEMM: one thread, least call overhead
-        return _np_gemm
+        return _NUMPY_GEMM
     from walle_backend_numba.pool import Gemm
 
     return Gemm(a_shape, b_shape, numba.get_num_threads())
@@ -174,9 +189,7 @@ def plan(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
             wb = np.swapaxes(w, -1, -2) if prim.trans_b else w
             target = y.reshape(shape)
             flat_bias = c.reshape(-1) if c is not None else dummy
-            bind = getattr(mul, "bind", None)  # the pool's GEMM: prepared once per buffers
-            call = bind(xa, wb, target)[0] if bind is not None else \
-                (lambda: mul(xa, wb, target))
+            call = mul.bind(xa, wb, target)[0]  # prepared once per buffers
             memo[0], memo[1] = key, (call, target.reshape(-1, n), flat_bias, x, w, c, y)
         call, target2, flat_bias = memo[1][:3]
         call()
