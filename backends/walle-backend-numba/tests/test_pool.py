@@ -162,7 +162,9 @@ def _conv_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, group
 @pytest.mark.parametrize("variant,k,group,batch", [("pointwise", 1, 1, 1), ("pointwise", 1, 2, 2),
                                                    ("im2col", 3, 1, 1), ("im2col", 3, 2, 2),
                                                    ("im2col_tiles", 3, 1, 1),
-                                                   ("im2col_tiles", 3, 2, 2)])
+                                                   ("im2col_tiles", 3, 2, 2),
+                                                   ("pointwise_mk", 1, 2, 2),
+                                                   ("im2col_mk", 3, 2, 2)])
 @pytest.mark.parametrize("act,residual", [("relu", False), ("clip", True), ("", True)])
 def test_conv_bias_residual_activation_fused_into_the_gemm_blocks(
         variant: str, k: int, group: int, batch: int, act: str, residual: bool) -> None:

@@ -34,13 +34,14 @@ from typing import Any
 import numba
 import numpy as np
 
+from walle_backend_numba import microkernel
 from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue, gemm
 from walle_backend_numba.pool import bias_act, bias_act_rows, sgemm
 from walle_core.ir.primitives import TensorSpec
 
-VARIANTS = ("pointwise", "depthwise", "depthwise_cl", "im2col", "im2col_tiles", "winograd2",
-            "winograd4")
+VARIANTS = ("pointwise", "pointwise_mk", "depthwise", "depthwise_cl", "im2col",
+            "im2col_mk", "im2col_tiles", "winograd2", "winograd4")
 ConvRun = Callable[..., None]  # (x, w, bias or None, y, residual or None)
 
 
@@ -613,13 +614,18 @@ class Geom:
     def variants(self) -> list[str]:
         """The algorithms that can run this conv, the default first."""
         out = []
+        f32 = self.dtype == np.float32 and self.io_dtype == np.float32
         if self.cg == 1 and self.mg == 1:
             out += ["depthwise", "depthwise_cl"]
         if (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0) \
                 and (self.oh, self.ow) == (self.h, self.w):
             out.append("pointwise")
+            if f32:
+                out.append("pointwise_mk")
         out.append("im2col")
-        if self.dtype == np.float32 and self.io_dtype == np.float32 and _pool_ready():
+        if f32:
+            out.append("im2col_mk")
+        if f32 and _pool_ready():
             out.append("im2col_tiles")
         if (self.kh, self.kw, self.sh, self.sw, self.dh, self.dw, self.g) == (3, 3, 1, 1, 1, 1, 1):
             out += ["winograd2", "winograd4"]
@@ -804,6 +810,9 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
 
         return run_im2col
 
+    if variant in ("pointwise_mk", "im2col_mk"):
+        return _build_mk(geo, variant, act, lo, hi, post)
+
     if variant == "im2col_tiles":
         kk = cg * kh * kw
         rows = max(1, min(oh, TILE_BYTES // max(kk * ow * dtype.itemsize, 1)))
@@ -871,6 +880,60 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         return run_winograd
 
     raise ValueError(f"unknown Conv algorithm {variant!r}")
+
+
+def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) -> ConvRun:
+    """``pointwise_mk`` / ``im2col_mk``: the GEMM of each (image, group) through the
+    register-tiled micro-kernel (``microkernel.py``) on the weights as they are, bias, residual
+    and relu/clip applied per tile before its one store; sigmoid/tanh after, in one pass."""
+    n, m, g, mg, cg = geo.n, geo.m, geo.g, geo.mg, geo.cg
+    kh, kw, oh, ow = geo.kh, geo.kw, geo.oh, geo.ow
+    kk, hw = cg * kh * kw, oh * ow
+    f32 = np.float32
+    zero_bias = np.zeros(m, f32)
+    clo, chi = microkernel.clamp_bounds(act, float(lo), float(hi))
+    after = act not in (0, 1, 2)  # sigmoid / tanh: not a clamp
+    kernel = microkernel.gemm.pick(mg * hw * kk)
+    chunks = numba.get_num_threads() if kernel is microkernel.gemm.parallel else 1
+    pointwise = variant == "pointwise_mk"
+    col_shape = (kk, hw)
+    col_bytes = kk * hw * 4
+    if not pointwise:
+        scratch(col_bytes)  # reserve now, not on the first run
+        unfold = im2col.pick(kk * hw)
+    bound: list[Any] = [None, None]
+
+    def run_mk(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
+        buf = None if pointwise else scratch(col_bytes)
+        key = (id(xb), id(wb), id(bias), id(yb), id(res), id(buf))
+        if bound[0] != key:  # a plan passes the same buffers every run: the arguments once
+            w = np.ascontiguousarray(wb, f32)
+            b = zero_bias if bias is None else np.ascontiguousarray(bias.reshape(-1), f32)
+            col = None if buf is None else _take(buf, 0, col_shape, f32)
+            calls = []
+            for t in range(n * g):
+                i, k = divmod(t, g)
+                src = xb[i].reshape(g, cg, hw)[k] if col is None else col
+                r = 0 if res is None else res[i].reshape(g, mg, hw)[k].ctypes.data
+                calls.append((i, k, (w.ctypes.data + 4 * k * mg * kk, kk, src.ctypes.data, hw,
+                                     yb[i].reshape(g, mg, hw)[k].ctypes.data, hw, mg, hw, kk,
+                                     b.ctypes.data + 4 * k * mg, r, hw, clo, chi, chunks)))
+            # the tuple holds every buffer whose address is in the calls; a copied (not
+            # contiguous or not float32) weight or bias is not kept: its values may change
+            copied = not np.may_share_memory(w, wb) or (
+                bias is not None and not np.may_share_memory(b, bias))
+            bound[0] = None if copied else key
+            bound[1] = (calls, col, xb, w, b, yb, res, buf)
+        calls, col = bound[1][:2]
+        for i, k, args in calls:
+            if col is not None:
+                unfold(xb[i], col, k * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph, geo.pw, geo.dh,
+                       geo.dw, 0, oh, ow)
+            kernel(*args)
+        if after:
+            post(yb.reshape(n * m, hw), f32(1), zero_bias, NO_BIAS, f32(0), act, lo, hi, m)
+
+    return run_mk
 
 
 def as_2d(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, y: TensorSpec
@@ -971,6 +1034,12 @@ def analytic_seconds(geo: Geom, variant: str, profile: Any) -> float:
         return profile.launch_s + geo.macs * 3 * item / ew
     if variant == "pointwise":
         return profile.launch_s + gemm(geo.mg, geo.oh * geo.ow, geo.cg, geo.n * geo.g) + bias
+    if variant == "pointwise_mk":  # the epilogue rides on the store
+        return profile.launch_s + gemm(geo.mg, geo.oh * geo.ow, geo.cg, geo.n * geo.g)
+    if variant == "im2col_mk":
+        col = geo.cg * geo.kh * geo.kw * geo.oh * geo.ow
+        return (profile.launch_s + geo.n * geo.g * col * item * 2 / copy
+                + gemm(geo.mg, geo.oh * geo.ow, geo.cg * geo.kh * geo.kw, geo.n * geo.g))
     if variant == "im2col":
         col = geo.cg * geo.kh * geo.kw * geo.oh * geo.ow
         return (profile.launch_s + geo.n * geo.g * col * item * 2 / copy
@@ -1004,11 +1073,13 @@ def analytic_seconds(geo: Geom, variant: str, profile: Any) -> float:
 CALIBRATION = (
     ("conv3x3", "im2col", (1, 32, 28, 28), (32, 32, 3, 3), 1),
     ("conv3x3", "im2col_tiles", (1, 32, 28, 28), (32, 32, 3, 3), 1),
+    ("conv3x3", "im2col_mk", (1, 32, 28, 28), (32, 32, 3, 3), 1),
     ("conv3x3", "winograd2", (1, 32, 28, 28), (32, 32, 3, 3), 1),
     ("conv3x3", "winograd4", (1, 32, 28, 28), (32, 32, 3, 3), 1),
     ("dw3x3", "depthwise", (1, 64, 28, 28), (64, 1, 3, 3), 1),
     ("dw3x3", "depthwise_cl", (1, 64, 28, 28), (64, 1, 3, 3), 1),
     ("pw", "pointwise", (1, 32, 28, 28), (64, 32, 1, 1), 0),
+    ("pw", "pointwise_mk", (1, 32, 28, 28), (64, 32, 1, 1), 0),
 )
 
 

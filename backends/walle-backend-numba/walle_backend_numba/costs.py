@@ -18,14 +18,18 @@ from walle_core.backend import Algorithm, StepTimer
 from walle_core.ir.dtypes import from_numpy
 from walle_core.ir.primitives import Kernel, Step, TensorSpec
 
+# 5: micro-kernel GEMM variants (microkernel.py); 4: im2col_tiles; 3: GEMMs and kernels on
+# one numba pool (pool.py)
 #: Bumped when kernels change enough that cached calibrations are stale.
-KERNELS_VERSION = 4  # 4: im2col_tiles; 3: GEMMs and kernels on one numba pool (pool.py)
+KERNELS_VERSION = 5
 
 CONV_NOTES = {
     "pointwise": "1x1 conv as GEMM on NCHW",
     "depthwise": "direct depthwise loop per channel plane",
     "depthwise_cl": "depthwise over a channels-last copy (inner loop over channels)",
+    "pointwise_mk": "1x1 conv through the register-tiled micro-kernel, epilogue in the tile",
     "im2col": "im2col + BLAS GEMM",
+    "im2col_mk": "im2col + the register-tiled micro-kernel, epilogue in the tile",
     "im2col_tiles": "im2col + GEMM + epilogue per tile of output rows, each a pool task",
     "winograd2": "Winograd F(2x2,3x3): 16 GEMMs on transformed tiles",
     "winograd4": "Winograd F(4x4,3x3): 36 GEMMs on transformed tiles",

@@ -1,0 +1,234 @@
+"""A register-tiled GEMM micro-kernel written in LLVM IR, for the GEMMs of Convs.
+
+A Conv's GEMM is ``Y[M, N] = W[M, K] @ X[K, N]`` with W the weights and X the activations
+(the input planes of a 1x1 Conv, the im2col columns otherwise). OpenBLAS packs both operands
+on every call; at MobileNet's and SqueezeNet's sizes (K = 16..960, N = 49..12544) that packing
+and its C-tile traffic cost it 20-40%. Here nothing is packed: each ``MR x NR`` tile of Y is
+one call of a micro-kernel that keeps its ``MR * NV`` accumulators in vector registers over
+the whole K loop; per k it loads ``NV`` vectors of one X row and broadcasts one weight from
+each of the tile's ``MR`` rows of W (``MR`` sequential streams, which the prefetcher follows:
+packing W into panels first measured no faster, hot or cold, and would have doubled the
+weights' memory).
+
+The tile's epilogue (bias per row, the fused residual, a clamp for relu/clip) runs on the
+accumulators before the one store, so the output is written once. The last column vector of
+a tile narrower than ``NR`` is loaded and stored through a lane mask (no scratch copies); rows
+past M are computed on row 0's weights and not stored.
+
+numba has no vector types, so the micro-kernel is an ``@intrinsic`` that emits the IR itself;
+it is compiled into the numba functions that call it and cached with them. The vector width is
+16 lanes on AVX-512 machines and 8 otherwise (LLVM legalises either on any x86-64; the search
+times these variants against the OpenBLAS ones, so a machine where they are slower does not
+pick them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import llvmlite.ir as ir
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+from walle_backend_numba.jit import dual
+
+
+def _lanes() -> int:
+    try:
+        import llvmlite.binding as llvm
+
+        features = llvm.get_host_cpu_features()
+        return 16 if features.get("avx512f") else 8
+    except Exception:  # pragma: no cover - a host llvmlite cannot describe
+        return 8
+
+
+W = _lanes()  #: float32 lanes of one vector
+NV = 3 if W == 16 else 2  #: vectors across a tile (48 / 16 columns)
+MR = 8  #: rows of a tile (rows of a weight panel)
+NR = NV * W  #: columns of a tile
+
+
+def _tile(nv: int, with_res: bool) -> Any:
+    """The micro-kernel for tiles of ``nv`` vectors (the last one masked to ``nr`` columns),
+    with or without a residual input. A's element (i, k) is at ``pa + 4 * (i * a_rs + k *
+    a_ks)``."""
+
+    @intrinsic
+    def tile(typingctx: Any, pa: Any, a_rs: Any, a_ks: Any, pb: Any, ldb: Any, pc: Any,
+             ldc: Any, kk: Any, mr: Any, nr: Any, pbias: Any, pr: Any, ldr: Any, lo: Any,
+             hi: Any) -> Any:
+        i64 = types.int64
+        sig = types.void(i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64,
+                         types.float32, types.float32)
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            (pa, a_rs, a_ks, pb, ldb, pc, ldc, kk, mr, nr, pbias, pr, ldr, lo, hi) = args
+            f32, i32, i1 = ir.FloatType(), ir.IntType(32), ir.IntType(1)
+            li64 = ir.IntType(64)
+            vt = ir.VectorType(f32, W)
+            mt = ir.VectorType(i1, W)
+            fp, vp = f32.as_pointer(), vt.as_pointer()
+            mod = builder.module
+
+            def declare(name: str, ret: Any, params: list[Any]) -> Any:
+                fn = mod.globals.get(name)
+                return fn if fn is not None else ir.Function(mod, ir.FunctionType(ret, params),
+                                                             name)
+
+            fma = declare(f"llvm.fma.v{W}f32", vt, [vt, vt, vt])
+            mload = declare(f"llvm.masked.load.v{W}f32.p0", vt, [vp, i32, mt, vt])
+            mstore = declare(f"llvm.masked.store.v{W}f32.p0", ir.VoidType(),
+                             [vt, vp, i32, mt])
+            zero = ir.Constant(vt, [0.0] * W)
+            align = ir.Constant(i32, 4)
+
+            def splat(x: Any) -> Any:
+                u = ir.Constant(ir.VectorType(x.type, W), ir.Undefined)
+                s = builder.insert_element(u, x, ir.Constant(i32, 0))
+                return builder.shuffle_vector(s, u, ir.Constant(ir.VectorType(i32, W),
+                                                                [0] * W))
+
+            # lanes of the last vector that are inside the tile: nr - (nv - 1) * W of them
+            rem = builder.trunc(builder.sub(nr, ir.Constant(li64, (nv - 1) * W)), i32)
+            iota = ir.Constant(ir.VectorType(i32, W), list(range(W)))
+            mask = builder.icmp_signed("<", iota, splat(rem))
+
+            def vload(base: Any, v: int) -> Any:
+                ptr = builder.bitcast(builder.gep(base, [ir.Constant(li64, v * W)]), vp)
+                if v == nv - 1:
+                    return builder.call(mload, [ptr, align, mask, zero])
+                return builder.load(ptr, align=4)
+
+            def vstore(value: Any, base: Any, v: int) -> None:
+                ptr = builder.bitcast(builder.gep(base, [ir.Constant(li64, v * W)]), vp)
+                if v == nv - 1:
+                    builder.call(mstore, [value, ptr, align, mask])
+                else:
+                    builder.store(value, ptr, align=4)
+
+            a0 = builder.inttoptr(pa, fp)
+            b0 = builder.inttoptr(pb, fp)
+            c0 = builder.inttoptr(pc, fp)
+            bias0 = builder.inttoptr(pbias, fp)
+            r0 = builder.inttoptr(pr, fp)
+            # row i of A at a0 + i * a_rs; rows past M (an edge tile) read row 0 instead, so
+            # an unpadded A is never read past its end (their results are not stored)
+            arows = [builder.select(builder.icmp_signed("<", ir.Constant(li64, i), mr),
+                                    builder.gep(a0, [builder.mul(ir.Constant(li64, i), a_rs)]),
+                                    a0) for i in range(MR)]
+            pre = builder.block
+            fn = builder.function
+            loop = fn.append_basic_block("tile.k")
+            done = fn.append_basic_block("tile.store")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            k = builder.phi(li64)
+            k.add_incoming(ir.Constant(li64, 0), pre)
+            accs = [[builder.phi(vt) for _ in range(nv)] for _ in range(MR)]
+            for row in accs:
+                for p in row:
+                    p.add_incoming(zero, pre)
+            brow = builder.gep(b0, [builder.mul(k, ldb)])
+            bv = [vload(brow, v) for v in range(nv)]
+            ka = builder.mul(k, a_ks)
+            new = []
+            for i in range(MR):
+                a = builder.load(builder.gep(arows[i], [ka]), align=4)
+                s = splat(a)
+                new.append([builder.call(fma, [s, bv[v], accs[i][v]]) for v in range(nv)])
+            k1 = builder.add(k, ir.Constant(li64, 1))
+            k.add_incoming(k1, loop)
+            for i in range(MR):
+                for v in range(nv):
+                    accs[i][v].add_incoming(new[i][v], loop)
+            builder.cbranch(builder.icmp_signed("<", k1, kk), loop, done)
+            builder.position_at_end(done)
+            vlo, vhi = splat(lo), splat(hi)
+            for i in range(MR):
+                with builder.if_then(builder.icmp_signed("<", ir.Constant(li64, i), mr)):
+                    bias = splat(builder.load(builder.gep(bias0, [ir.Constant(li64, i)]),
+                                              align=4))
+                    crow = builder.gep(c0, [builder.mul(ir.Constant(li64, i), ldc)])
+                    rrow = builder.gep(r0, [builder.mul(ir.Constant(li64, i), ldr)])
+                    for v in range(nv):
+                        y = builder.fadd(new[i][v], bias)
+                        if with_res:
+                            y = builder.fadd(y, vload(rrow, v))
+                        # NaN stays NaN (as bias_act_rows: lo if v < lo, hi if v > hi)
+                        y = builder.select(builder.fcmp_ordered("<", y, vlo), vlo, y)
+                        y = builder.select(builder.fcmp_ordered(">", y, vhi), vhi, y)
+                        vstore(y, crow, v)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+_T1, _T2, _T3 = _tile(1, False), _tile(2, False), _tile(3, False)
+_R1, _R2, _R3 = _tile(1, True), _tile(2, True), _tile(3, True)
+
+
+@numba.njit(cache=True, inline="always")
+def _one(pa: int, lda: int, k: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int,
+         mb: int, n0: int, pbias: int, pr: int, ldr: int, lo: Any,
+         hi: Any) -> None:  # pragma: no cover
+    """Tile (row panel ``mb``, columns from ``n0``) of C = A @ B."""
+    m0 = mb * MR
+    nr = min(NR, n - n0)
+    a = pa + 4 * m0 * lda
+    b = pb + 4 * n0
+    c = pc + 4 * (m0 * ldc + n0)
+    bb = pbias + 4 * m0
+    mr = min(MR, m - m0)
+    if pr != 0:
+        r = pr + 4 * (m0 * ldr + n0)
+        if nr > 2 * W:
+            _R3(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, r, ldr, lo, hi)
+        elif nr > W:
+            _R2(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, r, ldr, lo, hi)
+        else:
+            _R1(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, r, ldr, lo, hi)
+    elif nr > 2 * W:
+        _T3(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
+    elif nr > W:
+        _T2(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
+    else:
+        _T1(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
+
+
+@dual()
+def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int, k: int,
+         pbias: int, pr: int, ldr: int, lo: Any, hi: Any, chunks: int) -> None:  # pragma: no cover
+    """C[m, n] = clamp(A @ B + bias[row] (+ R), lo, hi), all float32 row-major (addresses in
+    bytes, leading dimensions in elements; ``pr`` 0: no residual). The tiles go to ``chunks``
+    pool tasks: by row panels when there are enough of them (each task's rows of A then stay
+    in its cache over all column tiles), else by column tiles."""
+    nmb = (m + MR - 1) // MR
+    npan = (n + NR - 1) // NR
+    by_rows = nmb >= 2 * chunks
+    for t in numba.prange(chunks):
+        if by_rows:
+            for p in range(npan):
+                for mb in range(t * nmb // chunks, (t + 1) * nmb // chunks):
+                    _one(pa, lda, k, pb, ldb, pc, ldc, m, n, mb, p * NR, pbias, pr, ldr, lo,
+                         hi)
+        else:
+            for p in range(t * npan // chunks, (t + 1) * npan // chunks):
+                for mb in range(nmb):
+                    _one(pa, lda, k, pb, ldb, pc, ldc, m, n, mb, p * NR, pbias, pr, ldr, lo,
+                         hi)
+
+
+def clamp_bounds(act: int, lo: float, hi: float) -> tuple[np.float32, np.float32]:
+    """The tile's clamp for a fused activation (``matmul.ACTS`` codes 0 none, 1 relu, 2 clip;
+    others are applied after the GEMM, so no clamp)."""
+    inf = np.float32(np.inf)
+    if act == 1:
+        return np.float32(0), inf
+    if act == 2:
+        return np.float32(lo), np.float32(hi)
+    return -inf, inf
