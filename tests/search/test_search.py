@@ -348,3 +348,47 @@ def test_machine_load_reads_cpu_pressure_before_the_load_average(monkeypatch: An
     assert prof.machine_load() == pytest.approx(prof.BUSY_LOAD)
     monkeypatch.setattr(governor, "psi_some_avg10", lambda path=None: None)
     assert prof.machine_load() == 2.0
+
+
+def test_measurements_unused_for_keep_days_are_pruned(tmp_path: Path, monkeypatch: Any) -> None:
+    """Entries record the day they were last used; saving drops those unused for keep_days
+    and, past max_entries, the least recently used. Reusing an entry keeps it."""
+    from walle_core.search import measure as meas
+
+    program = planned(mlp(hidden=512))
+    host, dev = ReferenceBackend(), FakeDevice()
+    profs = profiles(1e12)
+    profs["fakedev"] = CostProfile("fakedev", "d2", **{
+        k: v for k, v in profs["reference"].to_json().items()
+        if k not in ("version", "backend", "key")})
+    day = [20000]
+    monkeypatch.setattr(meas, "today", lambda: day[0])
+
+    def run(m: Any) -> None:
+        search(program.steps, program.slots, list(program.inputs.values()),
+               [s for _, s in program.outputs], program.builder.consts, program.aliases,
+               [host, dev], profs, measure=m)
+
+    path = tmp_path / "m.json"
+    # a stale entry from an old code version (no day: an older file's format) and an
+    # entry last used 40 days ago
+    path.write_text(json.dumps({"old-format": [1e-3, 0.1, 1], "stale": [1e-3, 0.1, 1, 19960]}))
+    first = meas.Measurements(path, min_seconds=0.0)
+    run(first)
+    stored = json.loads(path.read_text())
+    assert "stale" not in stored and stored["old-format"][3] == 20000  # read as today
+    used = {k for k in stored if k != "old-format"}
+    assert used and all(stored[k][3] == 20000 for k in used)
+    day[0] = 20025  # 25 days later: the model is loaded again, its entries reused
+    again = meas.Measurements(path, min_seconds=0.0)
+    run(again)
+    assert again.measured == 0
+    stored = json.loads(path.read_text())
+    assert all(stored[k][3] == 20025 for k in used) and stored["old-format"][3] == 20000
+    day[0] = 20031  # the unused one expires, the reused ones stay
+    third = meas.Measurements(path, min_seconds=0.0, max_entries=2)
+    third.table["x"] = (1e-3, 0.1, 1, 20031)
+    third.dirty = True
+    third.save()
+    stored = json.loads(path.read_text())
+    assert "old-format" not in stored and len(stored) == 2 and "x" in stored

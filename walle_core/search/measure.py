@@ -12,10 +12,17 @@ session (or process) with the same shapes measures nothing.
 A time budget bounds the first session on a new machine; what is not measured keeps its
 estimate and is measured by a later session. ``WALLE_SEARCH_MEASURE=0`` turns measuring off.
 
-Each entry keeps the machine's load when it was timed (``[seconds, load, samples]``): a time
-taken on a busy machine is timed again by a later session that finds it quieter, and the faster
-of the two is kept (see ``profile.remeasure_worthwhile``), so one busy minute does not decide
-placements for good.
+Each entry keeps the machine's load when it was timed (``[seconds, load, samples, day]``): a
+time taken on a busy machine is timed again by a later session that finds it quieter, and the
+faster of the two is kept (see ``profile.remeasure_worthwhile``), so one busy minute does not
+decide placements for good.
+
+Keys carry the backend's calibration key, which changes with its kernels' code, so every
+upgrade (and every kernel edit on a developer's machine) starts new entries and strands the
+old ones. Each entry therefore records the day it was last used (``day``, days since the
+epoch), and saving drops entries unused for ``keep_days`` (30) and, past ``max_entries``
+(20,000), the least recently used: a development machine had grown the file to 35,000 entries
+that every session parsed.
 """
 
 from __future__ import annotations
@@ -43,29 +50,27 @@ class Measurements:
     """A persistent table of measured step times, shared by all backends on this machine."""
 
     def __init__(self, path: Path | None = None, budget_s: float = 1.0, ratio: float = 4.0,
-                 min_seconds: float = 20e-6, max_bytes: int = 32 << 20) -> None:
+                 min_seconds: float = 20e-6, max_bytes: int = 32 << 20, keep_days: int = 30,
+                 max_entries: int = 20_000) -> None:
         self.path = path or cache_dir() / "measured.json"
+        self.keep_days = keep_days
+        self.max_entries = max_entries
         self.budget_s = budget_s
         self.ratio = ratio
         self.min_seconds = min_seconds
         self.max_bytes = max_bytes
-        self._table: dict[str, tuple[float, float, int]] | None = None  # key -> seconds,
-        # load per core while timing, times timed; read on the first close call
+        self._table: dict[str, tuple[float, float, int, int]] | None = None  # key ->
+        # seconds, load per core while timing, times timed, day last used; read on the first
+        # close call
         self.dirty = False
         self.measured = 0  # measurements taken by this instance
         self.reused = 0
         self.lock = threading.Lock()
 
     @property
-    def table(self) -> dict[str, tuple[float, float, int]]:
+    def table(self) -> dict[str, tuple[float, float, int, int]]:
         if self._table is None:
-            self._table = {}
-            try:
-                data = json.loads(self.path.read_text())
-                if isinstance(data, dict):
-                    self._table = {k: e for k, v in data.items() if (e := _entry(v))}
-            except (OSError, ValueError):
-                pass
+            self._table = _read(self.path)
         return self._table
 
     @staticmethod
@@ -125,13 +130,17 @@ class Measurements:
                             continue
                         if entry is not None:  # the faster of the two is the machine's
                             timed, load = min(timed, entry[0]), min(load, entry[1])
-                        self.table[key] = (timed, load, 1 + (entry[2] if entry else 0))
+                        self.table[key] = (timed, load, 1 + (entry[2] if entry else 0),
+                                           today())
                         seconds = timed
                         self.dirty = True
                         self.measured += 1
                 else:
                     seconds = entry[0]
                     self.reused += 1
+                    if entry[3] != today():  # used today: kept another keep_days
+                        self.table[key] = (*entry[:3], today())
+                        self.dirty = True
                 opts[k] = (backend, replace(alg, cost=seconds, note=(
                     f"measured {seconds * 1e6:.1f} us (estimate {alg.cost * 1e6:.1f} us)"
                     + (f"; {alg.note}" if alg.note else ""))))
@@ -149,28 +158,47 @@ class Measurements:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            merged: dict[str, Any] = {}
-            try:  # another process may have added entries meanwhile
-                merged = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                pass
-            merged.update({k: list(v) for k, v in self.table.items()})
+            merged = _read(self.path)  # another process may have added entries meanwhile
+            merged.update(self.table)
+            oldest = today() - self.keep_days
+            kept = sorted(((k, v) for k, v in merged.items() if v[3] >= oldest),
+                          key=lambda kv: -kv[1][3])[:self.max_entries]
             tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(merged))
+            tmp.write_text(json.dumps({k: list(v) for k, v in kept}))
             os.replace(tmp, self.path)
             self.dirty = False
         except OSError:
             pass
 
 
-def _entry(value: Any) -> tuple[float, float, int] | None:
-    """A table entry from its JSON: ``[seconds, load, samples]``, or a bare number (older
-    files: load unknown, taken as quiet)."""
+def today() -> int:
+    """Days since the epoch (an entry's last use)."""
+    return int(time.time() // 86400)
+
+
+def _read(path: Path) -> dict[str, tuple[float, float, int, int]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: e for k, v in data.items() if (e := _entry(v))}
+
+
+def _entry(value: Any) -> tuple[float, float, int, int] | None:
+    """A table entry from its JSON: ``[seconds, load, samples, day]``; older files have no
+    day (taken as today: kept another ``keep_days``) or are a bare number (load unknown,
+    taken as quiet)."""
     try:
         if isinstance(value, (int, float)):
-            return float(value), 0.0, 1
-        seconds, load, samples = value
-        return float(seconds), float(load), int(samples)
+            return float(value), 0.0, 1, today()
+        if len(value) == 3:
+            seconds, load, samples = value
+            day = today()
+        else:
+            seconds, load, samples, day = value
+        return float(seconds), float(load), int(samples), int(day)
     except (TypeError, ValueError):
         return None
 
