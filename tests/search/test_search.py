@@ -392,3 +392,19 @@ def test_measurements_unused_for_keep_days_are_pruned(tmp_path: Path, monkeypatc
     third.save()
     stored = json.loads(path.read_text())
     assert "old-format" not in stored and len(stored) == 2 and "x" in stored
+
+
+def test_measurements_past_max_entries_keep_what_this_session_used(tmp_path: Path) -> None:
+    """Entries of the same day are cut by use in this session, then by age in the file (the
+    newest kept): a cap never drops the entries the current code version relies on."""
+    from walle_core.search import measure as meas
+
+    path = tmp_path / "m.json"
+    day = meas.today()
+    path.write_text(json.dumps({f"k{i}": [1e-3, 0.1, 1, day] for i in range(6)}))
+    m = meas.Measurements(path, max_entries=3)
+    m.table  # read
+    m.touched.add("k0")
+    m.dirty = True
+    m.save()
+    assert set(json.loads(path.read_text())) == {"k0", "k5", "k4"}

@@ -63,6 +63,7 @@ class Measurements:
         # seconds, load per core while timing, times timed, day last used; read on the first
         # close call
         self.dirty = False
+        self.touched: set[str] = set()  # keys this instance measured or reused
         self.measured = 0  # measurements taken by this instance
         self.reused = 0
         self.lock = threading.Lock()
@@ -117,6 +118,7 @@ class Measurements:
             for k in close:
                 backend, alg = opts[k]
                 key = self.key(backend, alg, step, ins, outs)
+                self.touched.add(key)
                 entry = self.table.get(key)
                 if entry is None or remeasure_worthwhile(entry[1], entry[2]):
                     if time.perf_counter() - start > self.budget_s:
@@ -161,8 +163,12 @@ class Measurements:
             merged = _read(self.path)  # another process may have added entries meanwhile
             merged.update(self.table)
             oldest = today() - self.keep_days
-            kept = sorted(((k, v) for k, v in merged.items() if v[3] >= oldest),
-                          key=lambda kv: -kv[1][3])[:self.max_entries]
+            # most recently used first; on the same day, what this session used, then the
+            # later written (the file's order is the order entries were first measured)
+            ranked = [(-v[3], k not in self.touched, -i, k, v)
+                      for i, (k, v) in enumerate(merged.items()) if v[3] >= oldest]
+            ranked.sort(key=lambda r: r[:3])
+            kept = [(k, v) for *_, k, v in ranked[:self.max_entries]]
             tmp = self.path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps({k: list(v) for k, v in kept}))
             os.replace(tmp, self.path)
