@@ -226,7 +226,7 @@ def test_tiled_im2col_matches_im2col(xs: tuple[int, ...], ws: tuple[int, ...],
         b = rng.standard_normal(ws[0]).astype(np.float32)
         f32 = from_numpy(np.dtype(np.float32))
         ys = None
-        for variant in ("im2col", "im2col_tiles"):
+        for variant in ("im2col", "im2col_tiles", "im2col_mk"):
             if ys is None:
                 oh = (xs[2] + attrs["pads"][0] + attrs["pads"][2]
                       - attrs.get("dilations", [1, 1])[0] * (ws[2] - 1) - 1) \

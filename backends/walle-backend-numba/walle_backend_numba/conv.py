@@ -149,6 +149,32 @@ def im2col_tiles(x: Any, colbuf: Any, w: Any, y: Any, bias: Any, has_bias: bool,
                           has_res, act, lo, hi, m_)
 
 
+_mk_serial = microkernel.gemm.serial
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def im2col_mk_tiles(x: Any, colbuf: Any, pw_: int, py: int, pbias: int, pres: int, lo: Any,
+                    hi: Any, cg: int, g: int, mg: int, kh: int, kw: int, sh: int, sw: int,
+                    ph: int, pw: int, dh: int, dw: int, oh: int, ow: int, rows: int,
+                    ntiles: int) -> None:  # pragma: no cover
+    """One image's Conv in tiles of ``rows`` output rows as :func:`im2col_tiles`, each tile's
+    GEMM through the register-tiled micro-kernel (``microkernel.gemm``, serial inside the
+    task) with bias, residual (``pres`` 0: none) and relu/clip in its store. Addresses in
+    bytes: weights [M, K], y and the residual [M, OH*OW], bias [M] (float32)."""
+    k_ = cg * kh * kw
+    n_all = oh * ow
+    for t in numba.prange(g * ntiles):
+        k = t // ntiles
+        p0 = (t % ntiles) * rows
+        p1 = min(oh, p0 + rows)
+        nn = (p1 - p0) * ow
+        col = colbuf[numba.get_thread_id(), :k_ * nn].reshape(k_, nn)
+        _im2col_serial(x, col, k * cg, cg, kh, kw, sh, sw, ph, pw, dh, dw, p0, p1, ow)
+        off = 4 * (k * mg * n_all + p0 * ow)
+        _mk_serial(pw_ + 4 * k * mg * k_, k_, col.ctypes.data, nn, py + off, n_all, mg, nn, k_,
+                   pbias + 4 * k * mg, pres + off if pres != 0 else 0, n_all, lo, hi, 1)
+
+
 @numba.njit(cache=True, inline="always")
 def _act1(v: Any, act: int, lo: Any, hi: Any) -> Any:  # pragma: no cover
     """One value through the fused activation (0 none, 1 relu, 2 clip, 3 sigmoid, 4 tanh)."""
@@ -883,9 +909,12 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
 
 
 def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) -> ConvRun:
-    """``pointwise_mk`` / ``im2col_mk``: the GEMM of each (image, group) through the
-    register-tiled micro-kernel (``microkernel.py``) on the weights as they are, bias, residual
-    and relu/clip applied per tile before its one store; sigmoid/tanh after, in one pass."""
+    """``pointwise_mk`` / ``im2col_mk``: GEMMs through the register-tiled micro-kernel
+    (``microkernel.py``) on the weights as they are, bias, residual and relu/clip applied per
+    tile before its one store; sigmoid/tanh after, in one pass. ``im2col_mk`` works in tiles of
+    output rows, as ``im2col_tiles`` does: each pool task writes its tile's columns into the
+    worker's slice of scratch and runs the micro-kernel on them while they are in its cache,
+    so the whole column matrix is never written (a VGG layer's is 115 MB)."""
     n, m, g, mg, cg = geo.n, geo.m, geo.g, geo.mg, geo.cg
     kh, kw, oh, ow = geo.kh, geo.kw, geo.oh, geo.ow
     kk, hw = cg * kh * kw, oh * ow
@@ -893,43 +922,56 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
     zero_bias = np.zeros(m, f32)
     clo, chi = microkernel.clamp_bounds(act, float(lo), float(hi))
     after = act not in (0, 1, 2)  # sigmoid / tanh: not a clamp
-    kernel = microkernel.gemm.pick(mg * hw * kk)
-    chunks = numba.get_num_threads() if kernel is microkernel.gemm.parallel else 1
     pointwise = variant == "pointwise_mk"
-    col_shape = (kk, hw)
-    col_bytes = kk * hw * 4
+    kernel = microkernel.gemm.pick(mg * hw * kk)
+    threads = numba.get_num_threads()
+    chunks = threads if kernel is microkernel.gemm.parallel else 1
+    # tiles of output rows, at least one per thread, each at most TILE_BYTES of columns
+    # (writing small column matrices whole and splitting the GEMM by rows of W instead, so
+    # each core reads half the weights, measured 5-35% slower on ResNet-18's 3x3 layers)
+    rows = max(1, min(oh, TILE_BYTES // max(kk * ow * 4, 1), -(-oh // max(threads, 1))))
+    ntiles = -(-oh // rows)
+    slots = numba.config.NUMBA_NUM_THREADS
+    buf_shape = (slots, kk * rows * ow)
+    buf_bytes = int(np.prod(buf_shape)) * 4
     if not pointwise:
-        scratch(col_bytes)  # reserve now, not on the first run
-        unfold = im2col.pick(kk * hw)
+        scratch(buf_bytes)  # reserve now, not on the first run
     bound: list[Any] = [None, None]
 
     def run_mk(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
-        buf = None if pointwise else scratch(col_bytes)
-        key = (id(xb), id(wb), id(bias), id(yb), id(res), id(buf))
+        key = (id(xb), id(wb), id(bias), id(yb), id(res))
         if bound[0] != key:  # a plan passes the same buffers every run: the arguments once
             w = np.ascontiguousarray(wb, f32)
             b = zero_bias if bias is None else np.ascontiguousarray(bias.reshape(-1), f32)
-            col = None if buf is None else _take(buf, 0, col_shape, f32)
             calls = []
-            for t in range(n * g):
-                i, k = divmod(t, g)
-                src = xb[i].reshape(g, cg, hw)[k] if col is None else col
-                r = 0 if res is None else res[i].reshape(g, mg, hw)[k].ctypes.data
-                calls.append((i, k, (w.ctypes.data + 4 * k * mg * kk, kk, src.ctypes.data, hw,
-                                     yb[i].reshape(g, mg, hw)[k].ctypes.data, hw, mg, hw, kk,
-                                     b.ctypes.data + 4 * k * mg, r, hw, clo, chi, chunks)))
+            for i in range(n):
+                r = 0 if res is None else res[i].ctypes.data
+                if pointwise:
+                    for k in range(g):
+                        off = 4 * k * mg * hw
+                        calls.append((w.ctypes.data + 4 * k * mg * kk, kk,
+                                      xb[i].ctypes.data + 4 * k * cg * hw, hw,
+                                      yb[i].ctypes.data + off, hw, mg, hw, kk,
+                                      b.ctypes.data + 4 * k * mg, r + off if r else 0, hw,
+                                      clo, chi, chunks))
+                else:
+                    calls.append((xb[i], w.ctypes.data, yb[i].ctypes.data, b.ctypes.data, r))
             # the tuple holds every buffer whose address is in the calls; a copied (not
             # contiguous or not float32) weight or bias is not kept: its values may change
             copied = not np.may_share_memory(w, wb) or (
                 bias is not None and not np.may_share_memory(b, bias))
             bound[0] = None if copied else key
-            bound[1] = (calls, col, xb, w, b, yb, res, buf)
-        calls, col = bound[1][:2]
-        for i, k, args in calls:
-            if col is not None:
-                unfold(xb[i], col, k * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph, geo.pw, geo.dh,
-                       geo.dw, 0, oh, ow)
-            kernel(*args)
+            bound[1] = (calls, xb, w, b, yb, res)
+        calls = bound[1][0]
+        if pointwise:
+            for args in calls:
+                kernel(*args)
+        else:
+            colbuf = _take(scratch(buf_bytes), 0, buf_shape, f32)
+            for x1, pw_, py, pb, pr in calls:
+                im2col_mk_tiles(x1, colbuf, pw_, py, pb, pr, clo, chi, cg, g, mg, kh, kw,
+                                geo.sh, geo.sw, geo.ph, geo.pw, geo.dh, geo.dw, oh, ow, rows,
+                                ntiles)
         if after:
             post(yb.reshape(n * m, hw), f32(1), zero_bias, NO_BIAS, f32(0), act, lo, hi, m)
 
@@ -1036,9 +1078,9 @@ def analytic_seconds(geo: Geom, variant: str, profile: Any) -> float:
         return profile.launch_s + gemm(geo.mg, geo.oh * geo.ow, geo.cg, geo.n * geo.g) + bias
     if variant == "pointwise_mk":  # the epilogue rides on the store
         return profile.launch_s + gemm(geo.mg, geo.oh * geo.ow, geo.cg, geo.n * geo.g)
-    if variant == "im2col_mk":
+    if variant == "im2col_mk":  # tiled as im2col_tiles, the epilogue in the store
         col = geo.cg * geo.kh * geo.kw * geo.oh * geo.ow
-        return (profile.launch_s + geo.n * geo.g * col * item * 2 / copy
+        return (profile.launch_s + geo.n * geo.g * col * item / ew
                 + gemm(geo.mg, geo.oh * geo.ow, geo.cg * geo.kh * geo.kw, geo.n * geo.g))
     if variant == "im2col":
         col = geo.cg * geo.kh * geo.kw * geo.oh * geo.ow
