@@ -4,6 +4,8 @@ serial and parallel."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ def _gemm(m: int, k: int, n: int, res: bool, act: int, parallel: bool, seed: int
     kernel = mk.gemm.parallel if parallel else mk.gemm.serial
     chunks = max(2, numba.get_num_threads()) if parallel else 1
     kernel(a.ctypes.data, k + 2, b.ctypes.data, n + 3, c.ctypes.data, n + 5, m, n, k,
-           bias.ctypes.data, r.ctypes.data if res else 0, n, lo, hi, chunks)
+           bias.ctypes.data, False, r.ctypes.data if res else 0, n, lo, hi, chunks)
     want = a.astype(np.float64) @ b + bias[:, None] + (r if res else 0)
     want = np.clip(want, lo, hi)
     np.testing.assert_allclose(c[:, :n], want, rtol=1e-5, atol=1e-4 * np.sqrt(k))
@@ -57,7 +59,7 @@ def test_nan_propagates_through_the_clamp() -> None:
     lo, hi = mk.clamp_bounds(1, 0.0, 0.0)
     bias = np.zeros(8, np.float32)
     mk.gemm.serial(a.ctypes.data, 4, b.ctypes.data, 16, c.ctypes.data, 16, 8, 16, 4,
-                   bias.ctypes.data, 0, 16, lo, hi, 1)
+                   bias.ctypes.data, False, 0, 16, lo, hi, 1)
     assert np.isnan(c[:, 3]).all() and (c[:, [0, 1, 2, 4]] == 4).all()
 
 
@@ -73,5 +75,81 @@ def test_edge_rows_do_not_read_past_a() -> None:
     bias = np.zeros(m, np.float32)
     lo, hi = mk.clamp_bounds(0, 0.0, 0.0)
     mk.gemm.serial(a.ctypes.data, k, b.ctypes.data, n, c.ctypes.data, n, m, n, k,
-                   bias.ctypes.data, 0, n, lo, hi, 1)
+                   bias.ctypes.data, False, 0, n, lo, hi, 1)
     np.testing.assert_array_equal(c, np.repeat(a.sum(1, keepdims=True), n, 1))
+
+
+@pytest.mark.parametrize("n", [5, mk.W + 3, mk.NR, mk.NR + 7])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_bias_per_column(n: int, parallel: bool) -> None:
+    """A Linear layer's bias (one per column of C), clamped: the last vector's masked lanes
+    read no bias past N."""
+    rng = np.random.default_rng(n)
+    m, k = 19, 23
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = np.full((m, n), np.nan, np.float32)
+    lo, hi = mk.clamp_bounds(1, 0.0, 0.0)
+    kernel = mk.gemm.parallel if parallel else mk.gemm.serial
+    kernel(a.ctypes.data, k, b.ctypes.data, n, c.ctypes.data, n, m, n, k, bias.ctypes.data,
+           True, 0, n, lo, hi, 2 if parallel else 1)
+    want = np.maximum(a.astype(np.float64) @ b + bias[None, :], 0)
+    np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("ash,bsh,bias_shape,act", [
+    ((1, 128, 64), (64, 96), (96,), ""),  # a transformer's Linear: batch folded into rows
+    ((3, 5, 17), (1, 17, 50), (50,), "relu"),
+    ((40, 33), (33, 20), None, "clip"),
+    ((40, 33), (33, 20), (40, 1), "sigmoid"),  # a bias per row of C
+])
+def test_matmul_mk_variant_matches_reference(ash: tuple[int, ...], bsh: tuple[int, ...],
+                                             bias_shape: tuple[int, ...] | None,
+                                             act: str) -> None:
+    from walle_backend_numba import matmul
+
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import MatMul, TensorSpec
+
+    rng = np.random.default_rng(len(ash) + bsh[-1])
+    a = rng.standard_normal(ash).astype(np.float32)
+    b = rng.standard_normal(bsh).astype(np.float32)
+    c = rng.standard_normal(bias_shape).astype(np.float32) if bias_shape else None
+    params = (-0.5, 0.5) if act == "clip" else ()
+    prim = MatMul(activation=act, act_params=params)
+    want = a.astype(np.float64) @ b + (c if c is not None else 0)
+    want = {"": want, "relu": np.maximum(want, 0), "clip": np.clip(want, -0.5, 0.5),
+            "sigmoid": 1 / (1 + np.exp(-want))}[act]
+    f32 = from_numpy(np.dtype(np.float32))
+    spec = lambda x: TensorSpec(x.shape, f32)  # noqa: E731
+    y = np.full(want.shape, np.nan, np.float32)
+    assert matmul.mk_fits(prim, spec(a), spec(b), spec(c) if c is not None else None, spec(y))
+    run = matmul.plan(prim, spec(a), spec(b), spec(c) if c is not None else None, spec(y), "mk")
+    assert run is not None
+    run(a, b, c, y)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    b[0, 0] += 1  # the buffers are read at run time, not captured
+    run(a, b, c, y)
+    assert not np.allclose(y, want, rtol=1e-4, atol=1e-4) or act == "clip"
+
+
+@pytest.mark.parametrize("prim_kw,ash,bsh", [
+    ({"trans_b": True}, (8, 16), (24, 16)),  # B transposed
+    ({}, (2, 8, 16), (2, 16, 24)),  # a batch of B matrices (attention)
+    ({"alpha": 2.0}, (8, 16), (16, 24)),
+])
+def test_matmul_mk_declines_what_it_does_not_cover(prim_kw: dict[str, Any], ash: tuple[int, ...],
+                                                   bsh: tuple[int, ...]) -> None:
+    from walle_backend_numba import matmul
+
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import MatMul, TensorSpec
+
+    f32 = from_numpy(np.dtype(np.float32))
+    prim = MatMul(**prim_kw)
+    m = ash[-2]
+    n = bsh[-2] if prim_kw.get("trans_b") else bsh[-1]
+    out = TensorSpec((*ash[:-2], m, n), f32)
+    assert not matmul.mk_fits(prim, TensorSpec(ash, f32), TensorSpec(bsh, f32), None, out)
+    assert matmul.plan(prim, TensorSpec(ash, f32), TensorSpec(bsh, f32), None, out, "mk") is None

@@ -187,13 +187,15 @@ class NumbaBackend(_Base):
     def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
                    outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
         """Conv: every variant that fits the shape (pointwise, depthwise, im2col, Winograd
-        F2/F4), costed by roofline x measured efficiency; other steps: the core's estimate."""
+        F2/F4, the micro-kernel's), costed by roofline x measured efficiency; a Linear-shaped
+        MatMul: BLAS or the micro-kernel; other steps: the core's estimate."""
         from walle_backend_numba.costs import algorithms
 
         return algorithms(step, inputs, outputs, profile)
 
     def calibrate_extra(self, time_step: StepTimer) -> dict[str, float]:
-        """Times each Conv variant once at a representative shape (for algorithms())."""
+        """Times each Conv variant, and a MatMul both ways, once at a representative shape
+        (for algorithms())."""
         from walle_backend_numba.costs import calibrate_extra
 
         return calibrate_extra(time_step)

@@ -172,7 +172,8 @@ def im2col_mk_tiles(x: Any, colbuf: Any, pw_: int, py: int, pbias: int, pres: in
         _im2col_serial(x, col, k * cg, cg, kh, kw, sh, sw, ph, pw, dh, dw, p0, p1, ow)
         off = 4 * (k * mg * n_all + p0 * ow)
         _mk_serial(pw_ + 4 * k * mg * k_, k_, col.ctypes.data, nn, py + off, n_all, mg, nn, k_,
-                   pbias + 4 * k * mg, pres + off if pres != 0 else 0, n_all, lo, hi, 1)
+                   pbias + 4 * k * mg, False, pres + off if pres != 0 else 0, n_all, lo, hi,
+                   1)
 
 
 @numba.njit(cache=True, inline="always")
@@ -952,8 +953,8 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
                         calls.append((w.ctypes.data + 4 * k * mg * kk, kk,
                                       xb[i].ctypes.data + 4 * k * cg * hw, hw,
                                       yb[i].ctypes.data + off, hw, mg, hw, kk,
-                                      b.ctypes.data + 4 * k * mg, r + off if r else 0, hw,
-                                      clo, chi, chunks))
+                                      b.ctypes.data + 4 * k * mg, False, r + off if r else 0,
+                                      hw, clo, chi, chunks))
                 else:
                     calls.append((xb[i], w.ctypes.data, yb[i].ctypes.data, b.ctypes.data, r))
             # the tuple holds every buffer whose address is in the calls; a copied (not

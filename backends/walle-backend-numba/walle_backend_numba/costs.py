@@ -16,7 +16,7 @@ from typing import Any
 
 from walle_core.backend import Algorithm, StepTimer
 from walle_core.ir.dtypes import from_numpy
-from walle_core.ir.primitives import Kernel, Step, TensorSpec
+from walle_core.ir.primitives import Kernel, MatMul, Step, TensorSpec
 
 # 5: micro-kernel GEMM variants (microkernel.py); 4: im2col_tiles; 3: GEMMs and kernels on
 # one numba pool (pool.py)
@@ -66,7 +66,27 @@ def algorithms(step: Step, inputs: Sequence[TensorSpec | None], outputs: Sequenc
         # shapes/dtypes no numba variant covers run the reference numpy kernel: slower
         return [Algorithm("default", profile.estimate(step, inputs, outputs) * 4,
                           note="reference numpy Conv kernel")]
-    return [Algorithm("default", profile.estimate(step, inputs, outputs))]
+    est = profile.estimate(step, inputs, outputs)
+    if isinstance(prim, MatMul) and len(inputs) >= 2 and inputs[0] is not None and \
+            inputs[1] is not None:
+        from walle_backend_numba import matmul
+
+        bias = inputs[2] if len(inputs) > 2 else None
+        if matmul.mk_fits(prim, inputs[0], inputs[1], bias, outputs[0]):
+            eff = mk_efficiency(profile)
+            return [Algorithm("default", est, note="BLAS sgemm + numba epilogue"),
+                    Algorithm("mk", est * eff, note="register-tiled micro-kernel, epilogue in "
+                              f"the tile (BLAS estimate x measured ratio {eff:.2f})")]
+    return [Algorithm("default", est)]
+
+
+def mk_efficiency(profile: Any) -> float:
+    """The micro-kernel's time over BLAS's on the calibration MatMul (1.0 unmeasured)."""
+    extra = getattr(profile, "extra", None) or {}
+    mk, blas = extra.get("matmul.linear.mk"), extra.get("matmul.linear.default")
+    if not mk or not blas:
+        return 1.0
+    return float(min(max(mk / blas, 0.1), 10.0))
 
 
 def calibrate_extra(time_step: StepTimer) -> dict[str, float]:
@@ -86,4 +106,11 @@ def calibrate_extra(time_step: StepTimer) -> dict[str, float]:
         ins: list[TensorSpec | None] = [TensorSpec(x, f32), TensorSpec(w, f32), None]
         outs = [TensorSpec((geo.n, geo.m, geo.oh, geo.ow), f32)]
         out[f"conv.{name}.{variant}"] = time_step(prim, ins, outs, Algorithm(variant, 0.0))
+    # a Linear layer (a BERT encoder's attention output projection) both ways
+    mm = MatMul()
+    mm_ins: list[TensorSpec | None] = [TensorSpec((128, 256), f32), TensorSpec((256, 256), f32),
+                                       TensorSpec((256,), f32)]
+    for variant in ("default", "mk"):
+        out[f"matmul.linear.{variant}"] = time_step(mm, mm_ins, [TensorSpec((128, 256), f32)],
+                                                    Algorithm(variant, 0.0))
     return out

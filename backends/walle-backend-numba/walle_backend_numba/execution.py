@@ -97,7 +97,7 @@ def plan_step(prim: Primitive, ins: Sequence[TensorSpec | None],
         return None if red is None else (lambda i, o: red(i[0], o[0]))
     if isinstance(prim, MatMul) and ins[0] is not None and ins[1] is not None:
         bias = ins[2] if len(ins) > 2 else None
-        mm = matmul.plan(prim, ins[0], ins[1], bias, outs[0])
+        mm = matmul.plan(prim, ins[0], ins[1], bias, outs[0], variant)
         return None if mm is None else (
             lambda i, o: mm(i[0], i[1], i[2] if len(i) > 2 else None, o[0]))
     if isinstance(prim, Kernel) and (prim.domain, prim.op_type) == ("", "Conv"):

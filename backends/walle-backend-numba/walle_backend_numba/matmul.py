@@ -151,8 +151,91 @@ def out_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     return (*np.broadcast_shapes(a[:-2], b[:-2]), a[-2], b[-1])
 
 
+def mk_fits(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
+            out: TensorSpec) -> bool:
+    """Whether the ``mk`` variant (``microkernel.gemm``) runs this MatMul: float32, B one
+    untransposed matrix (a Linear layer's weights; batch dims of size 1 allowed), A's batch
+    dims folded into its rows, no alpha/beta scaling, the bias none or one per column or per
+    row."""
+    f32 = np.dtype(np.float32)
+    if any(t is not None and t.dtype.np != f32 for t in (a, b, bias, out)):
+        return False
+    if prim.trans_a or prim.trans_b or len(a.shape) < 2 or len(b.shape) < 2:
+        return False
+    if any(d != 1 for d in b.shape[:-2]) or a.shape[-1] != b.shape[-2]:
+        return False
+    if prim.alpha != 1.0 or prim.beta != 1.0 or prim.activation not in ACTS:
+        return False
+    rows = int(np.prod(a.shape[:-1]))
+    n = b.shape[-1]
+    if rows * n != out.size or rows == 0 or n == 0 or a.shape[-1] == 0:
+        return False
+    return _mk_bias(bias, a, n) is not None
+
+
+def _mk_bias(bias: TensorSpec | None, a: TensorSpec, n: int) -> str | None:
+    """How ``mk`` adds this bias: "none", "column" (one per column of C, a Linear layer's),
+    "row" (one per row, A without batch dims), or None when it cannot."""
+    if bias is None:
+        return "none"
+    if bias.size == n and (len(bias.shape) == 0 or bias.shape[-1] == n):
+        return "column"
+    if len(a.shape) == 2 and bias.size == a.shape[0] and len(bias.shape) >= 2 and \
+            bias.shape[-1] == 1:
+        return "row"
+    return None
+
+
+def _plan_mk(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
+             out: TensorSpec) -> Callable[[Any, Any, Any, Any], None]:
+    """C [rows, N] = act(A [rows, K] @ B [K, N] + bias) through the register-tiled
+    micro-kernel, the bias and relu/clip applied in its store (sigmoid/tanh after, one pass).
+    OpenBLAS packs both operands on every call; at a BERT encoder's sizes (128 x 256..1024 x
+    256..1024) this is 15-25% faster (2 threads, bias included: 128x256x1024 248 vs 293 us,
+    128x1024x256 224 vs 272)."""
+    from walle_backend_numba import microkernel
+
+    k, n = b.shape[-2], b.shape[-1]
+    rows = int(np.prod(a.shape[:-1]))
+    col_bias = _mk_bias(bias, a, n) == "column"
+    act = ACTS[prim.activation]
+    params = (prim.act_params or (0.0, 0.0))
+    lo, hi = microkernel.clamp_bounds(act, float(params[0]),
+                                      float(params[1]) if len(params) > 1 else 0.0)
+    after = act not in (0, 1, 2)
+    f32 = np.float32
+    zero = np.zeros(max(rows, n), f32)
+    kernel = microkernel.gemm.pick(rows * n * k)
+    chunks = numba.get_num_threads() if kernel is microkernel.gemm.parallel else 1
+    post = epilogue.pick(out.size)
+    plo, phi = (f32(p) for p in (tuple(params) + (0.0, 0.0))[:2])
+    memo: list[Any] = [None, None]
+
+    def run(x: Any, w: Any, c: Any, y: Any) -> None:
+        key = (id(x), id(w), id(c), id(y))
+        if memo[0] != key:  # a plan passes the same buffers every run: the arguments once
+            xa = np.ascontiguousarray(x, f32)
+            wb = np.ascontiguousarray(w, f32)
+            cb = zero if c is None else np.ascontiguousarray(c.reshape(-1), f32)
+            args = (xa.ctypes.data, k, wb.ctypes.data, n, y.ctypes.data, n, rows, n, k,
+                    cb.ctypes.data, col_bias, 0, n, lo, hi, chunks)
+            # a copied operand is not kept: the buffer's values may change between runs
+            copied = not (np.may_share_memory(xa, x) and np.may_share_memory(wb, w) and
+                          (c is None or np.may_share_memory(cb, c)))
+            memo[0] = None if copied else key
+            memo[1] = (args, xa, wb, cb, y)
+        kernel(*memo[1][0])
+        if after:
+            post(y.reshape(rows, n), f32(1), zero, NO_BIAS, f32(0), act, plo, phi, rows)
+
+    return run
+
+
 def plan(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
-         out: TensorSpec) -> Callable[[Any, Any, Any, Any], None] | None:
+         out: TensorSpec, variant: str | None = None
+         ) -> Callable[[Any, Any, Any, Any], None] | None:
+    if variant == "mk":
+        return _plan_mk(prim, a, b, bias, out) if mk_fits(prim, a, b, bias, out) else None
     dtype = out.dtype.np
     if dtype.name not in ("float32", "float64") or len(a.shape) < 2 or len(b.shape) < 2:
         return None

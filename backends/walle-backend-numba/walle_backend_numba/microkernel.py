@@ -51,9 +51,10 @@ MR = 8  #: rows of a tile (rows of a weight panel)
 NR = NV * W  #: columns of a tile
 
 
-def _tile(nv: int, with_res: bool) -> Any:
+def _tile(nv: int, with_res: bool, col_bias: bool = False) -> Any:
     """The micro-kernel for tiles of ``nv`` vectors (the last one masked to ``nr`` columns),
-    with or without a residual input. A's element (i, k) is at ``pa + 4 * (i * a_rs + k *
+    with or without a residual input, the bias per row of C or (``col_bias``, a Linear
+    layer's) per column. A's element (i, k) is at ``pa + 4 * (i * a_rs + k *
     a_ks)``."""
 
     @intrinsic
@@ -147,14 +148,16 @@ def _tile(nv: int, with_res: bool) -> Any:
             builder.cbranch(builder.icmp_signed("<", k1, kk), loop, done)
             builder.position_at_end(done)
             vlo, vhi = splat(lo), splat(hi)
+            bcols = [vload(bias0, v) for v in range(nv)] if col_bias else []
             for i in range(MR):
                 with builder.if_then(builder.icmp_signed("<", ir.Constant(li64, i), mr)):
-                    bias = splat(builder.load(builder.gep(bias0, [ir.Constant(li64, i)]),
-                                              align=4))
+                    if not col_bias:
+                        brow = splat(builder.load(builder.gep(bias0, [ir.Constant(li64, i)]),
+                                                  align=4))
                     crow = builder.gep(c0, [builder.mul(ir.Constant(li64, i), ldc)])
                     rrow = builder.gep(r0, [builder.mul(ir.Constant(li64, i), ldr)])
                     for v in range(nv):
-                        y = builder.fadd(new[i][v], bias)
+                        y = builder.fadd(new[i][v], bcols[v] if col_bias else brow)
                         if with_res:
                             y = builder.fadd(y, vload(rrow, v))
                         # NaN stays NaN (as bias_act_rows: lo if v < lo, hi if v > hi)
@@ -170,11 +173,12 @@ def _tile(nv: int, with_res: bool) -> Any:
 
 _T1, _T2, _T3 = _tile(1, False), _tile(2, False), _tile(3, False)
 _R1, _R2, _R3 = _tile(1, True), _tile(2, True), _tile(3, True)
+_C1, _C2, _C3 = _tile(1, False, True), _tile(2, False, True), _tile(3, False, True)
 
 
 @numba.njit(cache=True, inline="always")
 def _one(pa: int, lda: int, k: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int,
-         mb: int, n0: int, pbias: int, pr: int, ldr: int, lo: Any,
+         mb: int, n0: int, pbias: int, col_bias: bool, pr: int, ldr: int, lo: Any,
          hi: Any) -> None:  # pragma: no cover
     """Tile (row panel ``mb``, columns from ``n0``) of C = A @ B."""
     m0 = mb * MR
@@ -184,7 +188,15 @@ def _one(pa: int, lda: int, k: int, pb: int, ldb: int, pc: int, ldc: int, m: int
     c = pc + 4 * (m0 * ldc + n0)
     bb = pbias + 4 * m0
     mr = min(MR, m - m0)
-    if pr != 0:
+    if col_bias:  # (no residual with it)
+        bc = pbias + 4 * n0
+        if nr > 2 * W:
+            _C3(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bc, 0, 0, lo, hi)
+        elif nr > W:
+            _C2(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bc, 0, 0, lo, hi)
+        else:
+            _C1(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bc, 0, 0, lo, hi)
+    elif pr != 0:
         r = pr + 4 * (m0 * ldr + n0)
         if nr > 2 * W:
             _R3(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, r, ldr, lo, hi)
@@ -202,9 +214,11 @@ def _one(pa: int, lda: int, k: int, pb: int, ldb: int, pc: int, ldc: int, m: int
 
 @dual()
 def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int, k: int,
-         pbias: int, pr: int, ldr: int, lo: Any, hi: Any, chunks: int) -> None:  # pragma: no cover
+         pbias: int, col_bias: bool, pr: int, ldr: int, lo: Any, hi: Any,
+         chunks: int) -> None:  # pragma: no cover
     """C[m, n] = clamp(A @ B + bias[row] (+ R), lo, hi), all float32 row-major (addresses in
-    bytes, leading dimensions in elements; ``pr`` 0: no residual). The tiles go to ``chunks``
+    bytes, leading dimensions in elements; ``pr`` 0: no residual); with ``col_bias`` the bias
+    is bias[column] (a Linear layer's) and there is no residual. The tiles go to ``chunks``
     pool tasks: by row panels when there are enough of them (each task's rows of A then stay
     in its cache over all column tiles), else by column tiles."""
     nmb = (m + MR - 1) // MR
@@ -214,13 +228,13 @@ def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int
         if by_rows:
             for p in range(npan):
                 for mb in range(t * nmb // chunks, (t + 1) * nmb // chunks):
-                    _one(pa, lda, k, pb, ldb, pc, ldc, m, n, mb, p * NR, pbias, pr, ldr, lo,
-                         hi)
+                    _one(pa, lda, k, pb, ldb, pc, ldc, m, n, mb, p * NR, pbias, col_bias,
+                         pr, ldr, lo, hi)
         else:
             for p in range(t * npan // chunks, (t + 1) * npan // chunks):
                 for mb in range(nmb):
-                    _one(pa, lda, k, pb, ldb, pc, ldc, m, n, mb, p * NR, pbias, pr, ldr, lo,
-                         hi)
+                    _one(pa, lda, k, pb, ldb, pc, ldc, m, n, mb, p * NR, pbias, col_bias,
+                         pr, ldr, lo, hi)
 
 
 def clamp_bounds(act: int, lo: float, hi: float) -> tuple[np.float32, np.float32]:
