@@ -308,7 +308,7 @@ def test_close_call_timed_on_a_busy_machine_is_timed_again(tmp_path: Path,
 
     first = meas.Measurements(tmp_path / "m.json", min_seconds=0.0)
     run(first)
-    stored = json.loads((tmp_path / "m.json").read_text())
+    stored = _stored(tmp_path)
     assert first.measured >= 2 and all(v[1] == 2.0 and v[2] == 1 for v in stored.values())
     busy_again = meas.Measurements(tmp_path / "m.json", min_seconds=0.0)
     run(busy_again)
@@ -317,8 +317,16 @@ def test_close_call_timed_on_a_busy_machine_is_timed_again(tmp_path: Path,
     quiet = meas.Measurements(tmp_path / "m.json", min_seconds=0.0)
     run(quiet)
     assert quiet.measured == first.measured
-    after = json.loads((tmp_path / "m.json").read_text())
+    after = _stored(tmp_path)
     assert all(after[k][0] <= stored[k][0] and after[k][2] == 2 for k in stored)
+
+
+def _stored(folder: Path) -> dict[str, Any]:
+    """Every backend's measured entries (one file per calibration key), merged."""
+    merged: dict[str, Any] = {}
+    for path in sorted(folder.glob("m-*.json")):
+        merged.update(json.loads(path.read_text()))
+    return merged
 
 
 def test_calibration_on_a_contended_cpu_is_provisional(monkeypatch: Any) -> None:
@@ -351,8 +359,11 @@ def test_machine_load_reads_cpu_pressure_before_the_load_average(monkeypatch: An
 
 
 def test_measurements_unused_for_keep_days_are_pruned(tmp_path: Path, monkeypatch: Any) -> None:
-    """Entries record the day they were last used; saving drops those unused for keep_days
-    and, past max_entries, the least recently used. Reusing an entry keeps it."""
+    """One file per calibration key; entries record the day they were last used and saving
+    drops those unused for keep_days; files untouched that long go, and so does the one-file
+    table older versions wrote. Reusing an entry keeps it."""
+    import os
+
     from walle_core.search import measure as meas
 
     program = planned(mlp(hidden=512))
@@ -370,12 +381,17 @@ def test_measurements_unused_for_keep_days_are_pruned(tmp_path: Path, monkeypatc
                [host, dev], profs, measure=m)
 
     path = tmp_path / "m.json"
-    # a stale entry from an old code version (no day: an older file's format) and an
-    # entry last used 40 days ago
-    path.write_text(json.dumps({"old-format": [1e-3, 0.1, 1], "stale": [1e-3, 0.1, 1, 19960]}))
+    path.write_text(json.dumps({"legacy": [1e-3, 0.1, 1]}))  # the one-file table
+    mine = meas.Measurements(path).shard_path(meas.Measurements.shard_of(host))
+    # an entry in an older format (no day) and one last used 40 days ago
+    mine.write_text(json.dumps({"old-format": [1e-3, 0.1, 1], "stale": [1e-3, 0.1, 1, 19960]}))
+    gone = tmp_path / "m-0123456789abcdef.json"  # another code version's, long unused
+    gone.write_text("{}")
+    os.utime(gone, (1e9, 1e9))
     first = meas.Measurements(path, min_seconds=0.0)
     run(first)
-    stored = json.loads(path.read_text())
+    assert not path.exists() and not gone.exists()
+    stored = json.loads(mine.read_text())
     assert "stale" not in stored and stored["old-format"][3] == 20000  # read as today
     used = {k for k in stored if k != "old-format"}
     assert used and all(stored[k][3] == 20000 for k in used)
@@ -383,15 +399,12 @@ def test_measurements_unused_for_keep_days_are_pruned(tmp_path: Path, monkeypatc
     again = meas.Measurements(path, min_seconds=0.0)
     run(again)
     assert again.measured == 0
-    stored = json.loads(path.read_text())
+    stored = json.loads(mine.read_text())
     assert all(stored[k][3] == 20025 for k in used) and stored["old-format"][3] == 20000
     day[0] = 20031  # the unused one expires, the reused ones stay
-    third = meas.Measurements(path, min_seconds=0.0, max_entries=2)
-    third.table["x"] = (1e-3, 0.1, 1, 20031)
-    third.dirty = True
-    third.save()
-    stored = json.loads(path.read_text())
-    assert "old-format" not in stored and len(stored) == 2 and "x" in stored
+    run(meas.Measurements(path, min_seconds=0.0))
+    stored = json.loads(mine.read_text())
+    assert "old-format" not in stored and used <= set(stored)
 
 
 def test_measurements_past_max_entries_keep_what_this_session_used(tmp_path: Path) -> None:

@@ -19,10 +19,13 @@ decide placements for good.
 
 Keys carry the backend's calibration key, which changes with its kernels' code, so every
 upgrade (and every kernel edit on a developer's machine) starts new entries and strands the
-old ones. Each entry therefore records the day it was last used (``day``, days since the
-epoch), and saving drops entries unused for ``keep_days`` (30) and, past ``max_entries``
-(20,000), the least recently used: a development machine had grown the file to 35,000 entries
-that every session parsed.
+old ones. So the table is one file per calibration key (``measured-<hash>.json`` beside
+``measured.json``, which older versions wrote and which is removed): a session reads only the
+files of the backends it searches. Each entry records the day it was last used (``day``, days
+since the epoch); saving drops entries unused for ``keep_days`` (30) and, past ``max_entries``
+(20,000), the least recently used, and deletes files untouched for ``keep_days``. One file for
+everything had grown to 43,000 entries on a development machine: 9 MB of every session's
+memory, most of it entries of code versions long gone.
 """
 
 from __future__ import annotations
@@ -59,10 +62,10 @@ class Measurements:
         self.ratio = ratio
         self.min_seconds = min_seconds
         self.max_bytes = max_bytes
-        self._table: dict[str, tuple[float, float, int, int]] | None = None  # key ->
-        # seconds, load per core while timing, times timed, day last used; read on the first
-        # close call
-        self.dirty = False
+        # shard (hash of a calibration key, "" for the file at ``path``) -> key -> (seconds,
+        # load per core while timing, times timed, day last used); read on first use
+        self._tables: dict[str, dict[str, tuple[float, float, int, int]]] = {}
+        self._dirty: set[str] = set()
         self.touched: set[str] = set()  # keys this instance measured or reused
         self.measured = 0  # measurements taken by this instance
         self.reused = 0
@@ -70,9 +73,31 @@ class Measurements:
 
     @property
     def table(self) -> dict[str, tuple[float, float, int, int]]:
-        if self._table is None:
-            self._table = _read(self.path)
-        return self._table
+        """The entries stored at ``path`` itself (no backend's shard)."""
+        return self._shard("")
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty)
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        """Mark every loaded table changed (True) or saved (False)."""
+        self._dirty = set(self._tables) if value else set()
+
+    def shard_path(self, shard: str) -> Path:
+        if not shard:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}-{shard}{self.path.suffix}")
+
+    def _shard(self, shard: str) -> dict[str, tuple[float, float, int, int]]:
+        if shard not in self._tables:
+            self._tables[shard] = _read(self.shard_path(shard))
+        return self._tables[shard]
+
+    @staticmethod
+    def shard_of(backend: ExecutionBackend) -> str:
+        return hashlib.sha256(backend.calibration_key().encode()).hexdigest()[:16]
 
     @staticmethod
     def enabled() -> bool:
@@ -119,7 +144,9 @@ class Measurements:
                 backend, alg = opts[k]
                 key = self.key(backend, alg, step, ins, outs)
                 self.touched.add(key)
-                entry = self.table.get(key)
+                shard = self.shard_of(backend)
+                table = self._shard(shard)
+                entry = table.get(key)
                 if entry is None or remeasure_worthwhile(entry[1], entry[2]):
                     if time.perf_counter() - start > self.budget_s:
                         if entry is None:
@@ -132,17 +159,16 @@ class Measurements:
                             continue
                         if entry is not None:  # the faster of the two is the machine's
                             timed, load = min(timed, entry[0]), min(load, entry[1])
-                        self.table[key] = (timed, load, 1 + (entry[2] if entry else 0),
-                                           today())
+                        table[key] = (timed, load, 1 + (entry[2] if entry else 0), today())
                         seconds = timed
-                        self.dirty = True
+                        self._dirty.add(shard)
                         self.measured += 1
                 else:
                     seconds = entry[0]
                     self.reused += 1
                     if entry[3] != today():  # used today: kept another keep_days
-                        self.table[key] = (*entry[:3], today())
-                        self.dirty = True
+                        table[key] = (*entry[:3], today())
+                        self._dirty.add(shard)
                 opts[k] = (backend, replace(alg, cost=seconds, note=(
                     f"measured {seconds * 1e6:.1f} us (estimate {alg.cost * 1e6:.1f} us)"
                     + (f"; {alg.note}" if alg.note else ""))))
@@ -156,25 +182,44 @@ class Measurements:
             return None
 
     def save(self) -> None:
-        if not self.dirty:
+        if not self._dirty:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            merged = _read(self.path)  # another process may have added entries meanwhile
-            merged.update(self.table)
-            oldest = today() - self.keep_days
-            # most recently used first; on the same day, what this session used, then the
-            # later written (the file's order is the order entries were first measured)
-            ranked = [(-v[3], k not in self.touched, -i, k, v)
-                      for i, (k, v) in enumerate(merged.items()) if v[3] >= oldest]
-            ranked.sort(key=lambda r: r[:3])
-            kept = [(k, v) for *_, k, v in ranked[:self.max_entries]]
-            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({k: list(v) for k, v in kept}))
-            os.replace(tmp, self.path)
-            self.dirty = False
+            for shard in sorted(self._dirty):
+                self._save(shard)
+            self._dirty.clear()
+            self._drop_stale()
         except OSError:
             pass
+
+    def _save(self, shard: str) -> None:
+        path = self.shard_path(shard)
+        merged = _read(path)  # another process may have added entries meanwhile
+        merged.update(self._tables[shard])
+        oldest = today() - self.keep_days
+        # most recently used first; on the same day, what this session used, then the later
+        # written (the file's order is the order entries were first measured)
+        ranked = [(-v[3], k not in self.touched, -i, k, v)
+                  for i, (k, v) in enumerate(merged.items()) if v[3] >= oldest]
+        ranked.sort(key=lambda r: r[:3])
+        kept = [(k, v) for *_, k, v in ranked[:self.max_entries]]
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({k: list(v) for k, v in kept}))
+        os.replace(tmp, path)
+
+    def _drop_stale(self) -> None:
+        """Delete other calibration keys' files untouched for keep_days, and the one-file
+        table older versions wrote (its entries are keyed by code versions since replaced)."""
+        if "" not in self._tables and self.path.exists():
+            self.path.unlink()
+        cutoff = time.time() - self.keep_days * 86400
+        for other in self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}"):
+            try:
+                if other.stat().st_mtime < cutoff:
+                    other.unlink()
+            except OSError:
+                pass
 
 
 def today() -> int:
