@@ -153,3 +153,37 @@ def test_matmul_mk_declines_what_it_does_not_cover(prim_kw: dict[str, Any], ash:
     out = TensorSpec((*ash[:-2], m, n), f32)
     assert not matmul.mk_fits(prim, TensorSpec(ash, f32), TensorSpec(bsh, f32), None, out)
     assert matmul.plan(prim, TensorSpec(ash, f32), TensorSpec(bsh, f32), None, out, "mk") is None
+
+
+def test_the_8_lane_build_is_correct_too(tmp_path: Any) -> None:
+    """Hosts without AVX-512 get 8-lane vectors and 16-column tiles; forced here in a
+    process of its own (its own numba cache: the compiled kernel freezes the width)."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from walle_backend_numba import microkernel as mk
+assert mk.W == 8 and mk.NR == 16, (mk.W, mk.NR)
+rng = np.random.default_rng(1)
+for m, k, n in [(13, 7, 5), (9, 33, 16), (17, 20, 41)]:
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(max(m, n)).astype(np.float32)
+    r = rng.standard_normal((m, n)).astype(np.float32)
+    c = np.full((m, n), np.nan, np.float32)
+    lo, hi = mk.clamp_bounds(1, 0.0, 0.0)
+    for col_bias in (False, True):
+        res = 0 if col_bias else r.ctypes.data
+        mk.gemm.serial(a.ctypes.data, k, b.ctypes.data, n, c.ctypes.data, n, m, n, k,
+                       bias.ctypes.data, col_bias, res, n, lo, hi, 1)
+        want = a.astype(np.float64) @ b + (bias[None, :n] if col_bias else bias[:m, None])
+        want = np.maximum(want + (0 if col_bias else r), 0)
+        np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-4)
+print("ok")
+"""
+    env = dict(os.environ, WALLE_MK_LANES="8", NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

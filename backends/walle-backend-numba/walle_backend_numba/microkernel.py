@@ -24,6 +24,7 @@ pick them).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import llvmlite.ir as ir
@@ -36,6 +37,11 @@ from walle_backend_numba.jit import dual
 
 
 def _lanes() -> int:
+    """16 on AVX-512 hosts, else 8; ``WALLE_MK_LANES`` (8 or 16) overrides (tests run the
+    8-lane build on an AVX-512 machine this way)."""
+    forced = os.environ.get("WALLE_MK_LANES", "")
+    if forced in ("8", "16"):
+        return int(forced)
     try:
         import llvmlite.binding as llvm
 
