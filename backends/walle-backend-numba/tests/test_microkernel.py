@@ -187,3 +187,55 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_matmul_mk_into_a_strided_output() -> None:
+    """The kernel writes rows N apart; an output view that is not contiguous still gets the
+    product (through a contiguous stand-in)."""
+    from walle_backend_numba import matmul
+
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import MatMul, TensorSpec
+
+    f32 = from_numpy(np.dtype(np.float32))
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((6, 9)).astype(np.float32)
+    b = rng.standard_normal((9, 20)).astype(np.float32)
+    big = np.zeros((6, 40), np.float32)
+    y = big[:, ::2]
+    run = matmul.plan(MatMul(), TensorSpec(a.shape, f32), TensorSpec(b.shape, f32), None,
+                      TensorSpec(y.shape, f32), "mk")
+    assert run is not None
+    run(a, b, None, y)
+    np.testing.assert_allclose(big[:, ::2], a @ b, rtol=1e-5, atol=1e-5)
+    assert not big[:, 1::2].any()
+
+
+@pytest.mark.parametrize("variant,k", [("pointwise_mk", 1), ("im2col_mk", 3)])
+def test_conv_mk_on_strided_buffers(variant: str, k: int) -> None:
+    """Input, output and residual views that are not contiguous go through contiguous
+    stand-ins: the result lands in the views and nothing beside them is written."""
+    from walle_backend_numba import conv
+
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import TensorSpec
+
+    f32 = from_numpy(np.dtype(np.float32))
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((1, 8, 6, 10)).astype(np.float32)[:, :, :, ::2]  # [1, 8, 6, 5]
+    w = rng.standard_normal((12, 8, k, k)).astype(np.float32)
+    res = rng.standard_normal((1, 12, 6, 10)).astype(np.float32)[:, :, :, ::2]
+    big = np.zeros((1, 12, 6, 10), np.float32)
+    y = big[:, :, :, ::2]
+    attrs = {"pads": [k // 2] * 4}
+    run = conv.plan(attrs, TensorSpec(x.shape, f32), TensorSpec(w.shape, f32), None,
+                    TensorSpec(y.shape, f32), variant)
+    assert run is not None
+    run(x, w, None, y, res)
+    want = np.empty(y.shape, np.float32)
+    plain = conv.plan(attrs, TensorSpec(x.shape, f32), TensorSpec(w.shape, f32), None,
+                      TensorSpec(y.shape, f32), "im2col")
+    assert plain is not None
+    plain(np.ascontiguousarray(x), w, None, want, np.ascontiguousarray(res))
+    np.testing.assert_allclose(big[:, :, :, ::2], want, rtol=1e-4, atol=1e-4)
+    assert not big[:, :, :, 1::2].any()

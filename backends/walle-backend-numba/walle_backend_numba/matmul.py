@@ -217,16 +217,21 @@ def _plan_mk(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None
             xa = np.ascontiguousarray(x, f32)
             wb = np.ascontiguousarray(w, f32)
             cb = zero if c is None else np.ascontiguousarray(c.reshape(-1), f32)
-            args = (xa.ctypes.data, k, wb.ctypes.data, n, y.ctypes.data, n, rows, n, k,
+            # the kernel writes rows n apart: a strided output gets a contiguous stand-in
+            yc = y if y.flags.c_contiguous else np.empty(y.shape, f32)
+            args = (xa.ctypes.data, k, wb.ctypes.data, n, yc.ctypes.data, n, rows, n, k,
                     cb.ctypes.data, col_bias, 0, n, lo, hi, chunks)
             # a copied operand is not kept: the buffer's values may change between runs
             copied = not (np.may_share_memory(xa, x) and np.may_share_memory(wb, w) and
                           (c is None or np.may_share_memory(cb, c)))
             memo[0] = None if copied else key
-            memo[1] = (args, xa, wb, cb, y)
-        kernel(*memo[1][0])
+            memo[1] = (args, yc, xa, wb, cb, y)
+        args, yc = memo[1][:2]
+        kernel(*args)
         if after:
-            post(y.reshape(rows, n), f32(1), zero, NO_BIAS, f32(0), act, plo, phi, rows)
+            post(yc.reshape(rows, n), f32(1), zero, NO_BIAS, f32(0), act, plo, phi, rows)
+        if yc is not y:
+            np.copyto(y, yc)
 
     return run
 
