@@ -944,14 +944,15 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
     bound: list[Any] = [None, None]
 
     def run_mk(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
-        if not (xb.flags.c_contiguous and yb.flags.c_contiguous and
-                (res is None or res.flags.c_contiguous)):  # the kernels take plain rows
+        key = (id(xb), id(wb), id(bias), id(yb), id(res))
+        if bound[0] != key and not (xb.flags.c_contiguous and yb.flags.c_contiguous and
+                                    (res is None or res.flags.c_contiguous)):
+            # the kernels take plain rows: strided views go through contiguous stand-ins
             y2 = np.empty(yb.shape, f32)
             run_mk(np.ascontiguousarray(xb, f32), wb, bias, y2,
                    None if res is None else np.ascontiguousarray(res, f32))
             np.copyto(yb, y2)
             return
-        key = (id(xb), id(wb), id(bias), id(yb), id(res))
         if bound[0] != key:  # a plan passes the same buffers every run: the arguments once
             w = np.ascontiguousarray(wb, f32)
             b = zero_bias if bias is None else np.ascontiguousarray(bias.reshape(-1), f32)
