@@ -31,7 +31,8 @@ def _gemm(m: int, k: int, n: int, res: bool, act: int, parallel: bool, seed: int
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (8, 3, 16), (13, 5, 7), (9, 17, mk.NR + 1),
-                                   (17, 64, 2 * mk.NR - 3), (96, 160, 49), (40, 27, 300)])
+                                   (17, 64, 2 * mk.NR - 3), (96, 160, 49), (40, 27, 300),
+                                   (32, 64, 1100)])  # the last split by column tiles
 @pytest.mark.parametrize("parallel", [False, True])
 def test_matches_float64_reference(m: int, k: int, n: int, parallel: bool) -> None:
     _gemm(m, k, n, False, 0, parallel, m * 100 + n)

@@ -226,10 +226,15 @@ def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int
     bytes, leading dimensions in elements; ``pr`` 0: no residual); with ``col_bias`` the bias
     is bias[column] (a Linear layer's) and there is no residual. The tiles go to ``chunks``
     pool tasks: by row panels when there are enough of them (each task's rows of A then stay
-    in its cache over all column tiles), else by column tiles."""
+    in its cache over all column tiles) and B is not far the larger operand, else by column
+    tiles."""
     nmb = (m + MR - 1) // MR
     npan = (n + NR - 1) // NR
-    by_rows = nmb >= 2 * chunks
+    # by row panels each task reads all of B: when B is far larger than A (N >= 32 M) and
+    # deep enough to matter (K >= 64) the tasks take column tiles instead, each reading its
+    # share of B once (64x144x3025 235 -> 189 us, 64x256x3136 433 -> 354; with K < 64 the
+    # row split stayed faster: 64x27x12321 174 vs 208)
+    by_rows = nmb >= 2 * chunks and not (n >= 32 * m and k >= 64)
     for t in numba.prange(chunks):
         if by_rows:
             for p in range(npan):
