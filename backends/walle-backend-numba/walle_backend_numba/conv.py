@@ -6,7 +6,11 @@
   copy (stride 1: one loop per tap over the flattened plane); ``depthwise_cl`` the same through
   a channels-last copy, for deep, small planes. Bias and activation in the same pass.
 - ``im2col`` (any conv): numba im2col into a scratch matrix ``[C/G*KH*KW, OH*OW]``, then one
-  BLAS GEMM per (n, g) into the output.
+  BLAS GEMM per (n, g) into the output. ``im2col_tiles`` the same per tile of output rows, each
+  a pool task, so the columns stay in that core's cache.
+- ``pointwise_mk`` / ``im2col_mk`` (float32): the GEMMs of ``pointwise`` / ``im2col_tiles``
+  through the register-tiled micro-kernel (``microkernel.py``), bias, residual and relu/clip
+  applied in its store.
 - ``winograd2`` / ``winograd4`` (3x3, stride 1, dilation 1, group 1): Winograd F(2x2,3x3) /
   F(4x4,3x3). Weights are transformed once (``U = G g G^T``, ``[a*a, C, M]``; cached while the
   weight buffer is a read-only constant); the input is packed channels-last and zero-padded,

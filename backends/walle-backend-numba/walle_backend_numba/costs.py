@@ -1,12 +1,15 @@
 """What the numba backend offers the semi-auto search: algorithms per step, with their costs.
 
 Conv offers every variant that can run the shape (``conv.Geom.variants``): pointwise GEMM,
-depthwise direct, im2col + GEMM, Winograd F(2x2,3x3) and F(4x4,3x3). Each is costed by a
-roofline over the profile's measured rates (``conv.analytic_seconds``) times that variant's
-efficiency, measured once per machine by :func:`calibrate_extra` on a representative shape
-(``measured / analytic`` there), so the model keeps the analytic scaling with shape while the
-constant factors are this machine's. Everything else is one ``default`` algorithm costed by
-the core's analytic model.
+depthwise direct, im2col + GEMM, im2col in tiles, Winograd F(2x2,3x3) and F(4x4,3x3), and the
+pointwise and im2col GEMMs through the register-tiled micro-kernel (``microkernel.py``). Each
+is costed by a roofline over the profile's measured rates (``conv.analytic_seconds``) times
+that variant's efficiency, measured once per machine by :func:`calibrate_extra` on a
+representative shape (``measured / analytic`` there), so the model keeps the analytic scaling
+with shape while the constant factors are this machine's. A Linear-shaped MatMul offers BLAS
+(``default``) and the micro-kernel (``mk``, the BLAS estimate times the ratio of the two
+measured on a 128x256x256 Linear). Everything else is one ``default`` algorithm costed by the
+core's analytic model.
 """
 
 from __future__ import annotations
