@@ -124,6 +124,22 @@ _im2col_serial = im2col.serial
 TILE_BYTES = 512 << 10
 
 
+@numba.njit(cache=True, inline="always")
+def _tile_columns(x: Any, colbuf: Any, t: int, ntiles: int, rows: int, cg: int, kh: int,
+                  kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, oh: int,
+                  ow: int) -> Any:  # pragma: no cover
+    """Task ``t`` of the tiled im2col kernels: its group k and output rows [p0, p1) (nn
+    columns), unfolded into the worker's slice of ``colbuf``; returns (k, p0, p1, nn, col)."""
+    k_ = cg * kh * kw
+    k = t // ntiles
+    p0 = (t % ntiles) * rows
+    p1 = min(oh, p0 + rows)
+    nn = (p1 - p0) * ow
+    col = colbuf[numba.get_thread_id(), :k_ * nn].reshape(k_, nn)
+    _im2col_serial(x, col, k * cg, cg, kh, kw, sh, sw, ph, pw, dh, dw, p0, p1, ow)
+    return k, p0, p1, nn, col
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def im2col_tiles(x: Any, colbuf: Any, w: Any, y: Any, bias: Any, has_bias: bool, res: Any,
                  has_res: bool, act: int, lo: Any, hi: Any, cg: int, g: int, mg: int, kh: int,
@@ -139,12 +155,8 @@ def im2col_tiles(x: Any, colbuf: Any, w: Any, y: Any, bias: Any, has_bias: bool,
     m_ = g * mg
     n_all = oh * ow
     for t in numba.prange(g * ntiles):
-        k = t // ntiles
-        p0 = (t % ntiles) * rows
-        p1 = min(oh, p0 + rows)
-        nn = (p1 - p0) * ow
-        col = colbuf[numba.get_thread_id(), :k_ * nn].reshape(k_, nn)
-        _im2col_serial(x, col, k * cg, cg, kh, kw, sh, sw, ph, pw, dh, dw, p0, p1, ow)
+        k, p0, p1, nn, col = _tile_columns(x, colbuf, t, ntiles, rows, cg, kh, kw, sh, sw, ph,
+                                           pw, dh, dw, oh, ow)
         sgemm(101, 111, 111, mg, nn, k_, np.float32(1.0), w.ctypes.data + 4 * k * mg * k_, k_,
               col.ctypes.data, nn, np.float32(0.0),
               y.ctypes.data + 4 * (k * mg * n_all + p0 * ow), n_all)
@@ -168,12 +180,8 @@ def im2col_mk_tiles(x: Any, colbuf: Any, pw_: int, py: int, pbias: int, pres: in
     k_ = cg * kh * kw
     n_all = oh * ow
     for t in numba.prange(g * ntiles):
-        k = t // ntiles
-        p0 = (t % ntiles) * rows
-        p1 = min(oh, p0 + rows)
-        nn = (p1 - p0) * ow
-        col = colbuf[numba.get_thread_id(), :k_ * nn].reshape(k_, nn)
-        _im2col_serial(x, col, k * cg, cg, kh, kw, sh, sw, ph, pw, dh, dw, p0, p1, ow)
+        k, p0, _, nn, col = _tile_columns(x, colbuf, t, ntiles, rows, cg, kh, kw, sh, sw, ph,
+                                          pw, dh, dw, oh, ow)
         off = 4 * (k * mg * n_all + p0 * ow)
         _mk_serial(pw_ + 4 * k * mg * k_, k_, col.ctypes.data, nn, py + off, n_all, mg, nn, k_,
                    pbias + 4 * k * mg, False, pres + off if pres != 0 else 0, n_all, lo, hi,

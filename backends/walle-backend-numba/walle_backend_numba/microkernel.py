@@ -60,19 +60,18 @@ NR = NV * W  #: columns of a tile
 def _tile(nv: int, with_res: bool, col_bias: bool = False) -> Any:
     """The micro-kernel for tiles of ``nv`` vectors (the last one masked to ``nr`` columns),
     with or without a residual input, the bias per row of C or (``col_bias``, a Linear
-    layer's) per column. A's element (i, k) is at ``pa + 4 * (i * a_rs + k *
-    a_ks)``."""
+    layer's) per column. A is row-major, rows ``lda`` elements apart."""
 
     @intrinsic
-    def tile(typingctx: Any, pa: Any, a_rs: Any, a_ks: Any, pb: Any, ldb: Any, pc: Any,
-             ldc: Any, kk: Any, mr: Any, nr: Any, pbias: Any, pr: Any, ldr: Any, lo: Any,
+    def tile(typingctx: Any, pa: Any, lda: Any, pb: Any, ldb: Any, pc: Any, ldc: Any,
+             kk: Any, mr: Any, nr: Any, pbias: Any, pr: Any, ldr: Any, lo: Any,
              hi: Any) -> Any:
         i64 = types.int64
-        sig = types.void(i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64,
+        sig = types.void(i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64,
                          types.float32, types.float32)
 
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            (pa, a_rs, a_ks, pb, ldb, pc, ldc, kk, mr, nr, pbias, pr, ldr, lo, hi) = args
+            (pa, lda, pb, ldb, pc, ldc, kk, mr, nr, pbias, pr, ldr, lo, hi) = args
             f32, i32, i1 = ir.FloatType(), ir.IntType(32), ir.IntType(1)
             li64 = ir.IntType(64)
             vt = ir.VectorType(f32, W)
@@ -121,10 +120,10 @@ def _tile(nv: int, with_res: bool, col_bias: bool = False) -> Any:
             c0 = builder.inttoptr(pc, fp)
             bias0 = builder.inttoptr(pbias, fp)
             r0 = builder.inttoptr(pr, fp)
-            # row i of A at a0 + i * a_rs; rows past M (an edge tile) read row 0 instead, so
+            # row i of A at a0 + i * lda; rows past M (an edge tile) read row 0 instead, so
             # an unpadded A is never read past its end (their results are not stored)
             arows = [builder.select(builder.icmp_signed("<", ir.Constant(li64, i), mr),
-                                    builder.gep(a0, [builder.mul(ir.Constant(li64, i), a_rs)]),
+                                    builder.gep(a0, [builder.mul(ir.Constant(li64, i), lda)]),
                                     a0) for i in range(MR)]
             pre = builder.block
             fn = builder.function
@@ -140,10 +139,9 @@ def _tile(nv: int, with_res: bool, col_bias: bool = False) -> Any:
                     p.add_incoming(zero, pre)
             brow = builder.gep(b0, [builder.mul(k, ldb)])
             bv = [vload(brow, v) for v in range(nv)]
-            ka = builder.mul(k, a_ks)
             new = []
             for i in range(MR):
-                a = builder.load(builder.gep(arows[i], [ka]), align=4)
+                a = builder.load(builder.gep(arows[i], [k]), align=4)
                 s = splat(a)
                 new.append([builder.call(fma, [s, bv[v], accs[i][v]]) for v in range(nv)])
             k1 = builder.add(k, ir.Constant(li64, 1))
@@ -197,25 +195,25 @@ def _one(pa: int, lda: int, k: int, pb: int, ldb: int, pc: int, ldc: int, m: int
     if col_bias:  # (no residual with it)
         bc = pbias + 4 * n0
         if nr > 2 * W:
-            _C3(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bc, 0, 0, lo, hi)
+            _C3(a, lda, b, ldb, c, ldc, k, mr, nr, bc, 0, 0, lo, hi)
         elif nr > W:
-            _C2(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bc, 0, 0, lo, hi)
+            _C2(a, lda, b, ldb, c, ldc, k, mr, nr, bc, 0, 0, lo, hi)
         else:
-            _C1(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bc, 0, 0, lo, hi)
+            _C1(a, lda, b, ldb, c, ldc, k, mr, nr, bc, 0, 0, lo, hi)
     elif pr != 0:
         r = pr + 4 * (m0 * ldr + n0)
         if nr > 2 * W:
-            _R3(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, r, ldr, lo, hi)
+            _R3(a, lda, b, ldb, c, ldc, k, mr, nr, bb, r, ldr, lo, hi)
         elif nr > W:
-            _R2(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, r, ldr, lo, hi)
+            _R2(a, lda, b, ldb, c, ldc, k, mr, nr, bb, r, ldr, lo, hi)
         else:
-            _R1(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, r, ldr, lo, hi)
+            _R1(a, lda, b, ldb, c, ldc, k, mr, nr, bb, r, ldr, lo, hi)
     elif nr > 2 * W:
-        _T3(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
+        _T3(a, lda, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
     elif nr > W:
-        _T2(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
+        _T2(a, lda, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
     else:
-        _T1(a, lda, 1, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
+        _T1(a, lda, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
 
 
 @dual()
