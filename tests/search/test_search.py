@@ -226,25 +226,34 @@ def test_unknown_backend_in_a_list_is_a_clear_error() -> None:
 def test_close_calls_are_measured_once_per_machine(tmp_path: Path) -> None:
     from walle_core.search.measure import Measurements
 
-    program = planned(mlp(hidden=512))
-    host, dev = ReferenceBackend(), FakeDevice()
-    profs = profiles(1e12)
-    profs["fakedev"] = CostProfile("fakedev", "d2", **{  # the same rates: every call is close
-        k: v for k, v in profs["reference"].to_json().items()
-        if k not in ("version", "backend", "key")})
+    run, _ = _close_call_search()
     first = Measurements(tmp_path / "m.json", min_seconds=0.0)
-    placement = search(program.steps, program.slots, list(program.inputs.values()),
-                       [s for _, s in program.outputs], program.builder.consts, program.aliases,
-                       [host, dev], profs, measure=first)
+    placement = run(first)
     assert first.measured >= 2  # both sides of at least one step
     measured = [a for opts in placement.candidates for _, a in opts
                 if a.note.startswith("measured")]
     assert measured and all(a.cost > 0 for a in measured)
     again = Measurements(tmp_path / "m.json", min_seconds=0.0)
-    search(program.steps, program.slots, list(program.inputs.values()),
-           [s for _, s in program.outputs], program.builder.consts, program.aliases,
-           [host, dev], profs, measure=again)
+    run(again)
     assert again.measured == 0 and again.reused == first.measured
+
+
+def _close_call_search() -> tuple[Any, Any]:
+    """(run, host): ``run(measure)`` searches a 512-wide MLP over the reference backend and a
+    fake device with the same rates, so every step is a close call."""
+    program = planned(mlp(hidden=512))
+    host, dev = ReferenceBackend(), FakeDevice()
+    profs = profiles(1e12)
+    profs["fakedev"] = CostProfile("fakedev", "d2", **{
+        k: v for k, v in profs["reference"].to_json().items()
+        if k not in ("version", "backend", "key")})
+
+    def run(measure: Any) -> Any:
+        return search(program.steps, program.slots, list(program.inputs.values()),
+                      [s for _, s in program.outputs], program.builder.consts,
+                      program.aliases, [host, dev], profs, measure=measure)
+
+    return run, host
 
 
 def test_busy_machine_profile_is_measured_again_when_quieter(tmp_path: Path,
@@ -291,20 +300,10 @@ def test_close_call_timed_on_a_busy_machine_is_timed_again(tmp_path: Path,
                                                            monkeypatch: Any) -> None:
     from walle_core.search import measure as meas
 
-    program = planned(mlp(hidden=512))
-    host, dev = ReferenceBackend(), FakeDevice()
-    profs = profiles(1e12)
-    profs["fakedev"] = CostProfile("fakedev", "d2", **{
-        k: v for k, v in profs["reference"].to_json().items()
-        if k not in ("version", "backend", "key")})
+    run, _ = _close_call_search()
     load = [2.0]
     monkeypatch.setattr(meas, "machine_load", lambda: load[0])
     monkeypatch.setattr("walle_core.search.profile.machine_load", lambda: load[0])
-
-    def run(m: Any) -> None:
-        search(program.steps, program.slots, list(program.inputs.values()),
-               [s for _, s in program.outputs], program.builder.consts, program.aliases,
-               [host, dev], profs, measure=m)
 
     first = meas.Measurements(tmp_path / "m.json", min_seconds=0.0)
     run(first)
@@ -366,19 +365,9 @@ def test_measurements_unused_for_keep_days_are_pruned(tmp_path: Path, monkeypatc
 
     from walle_core.search import measure as meas
 
-    program = planned(mlp(hidden=512))
-    host, dev = ReferenceBackend(), FakeDevice()
-    profs = profiles(1e12)
-    profs["fakedev"] = CostProfile("fakedev", "d2", **{
-        k: v for k, v in profs["reference"].to_json().items()
-        if k not in ("version", "backend", "key")})
+    run, host = _close_call_search()
     day = [20000]
     monkeypatch.setattr(meas, "today", lambda: day[0])
-
-    def run(m: Any) -> None:
-        search(program.steps, program.slots, list(program.inputs.values()),
-               [s for _, s in program.outputs], program.builder.consts, program.aliases,
-               [host, dev], profs, measure=m)
 
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"legacy": [1e-3, 0.1, 1]}))  # the one-file table

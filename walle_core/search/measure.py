@@ -122,6 +122,7 @@ class Measurements:
     def _refine(self, steps: Sequence[Step], slots: Sequence[TensorSpec],
                 candidates: list[list[tuple[ExecutionBackend, Algorithm]]]) -> None:
         start = time.perf_counter()
+        shards: dict[int, str] = {}  # backend id -> its table's shard, hashed once a refine
         order = sorted(range(len(steps)), key=lambda i: -min(a.cost for _, a in candidates[i]))
         for i in order:
             opts = candidates[i]
@@ -144,7 +145,8 @@ class Measurements:
                 backend, alg = opts[k]
                 key = self.key(backend, alg, step, ins, outs)
                 self.touched.add(key)
-                shard = self.shard_of(backend)
+                shard = shards.get(id(backend)) or shards.setdefault(id(backend),
+                                                                     self.shard_of(backend))
                 table = self._shard(shard)
                 entry = table.get(key)
                 if entry is None or remeasure_worthwhile(entry[1], entry[2]):
