@@ -103,3 +103,32 @@ def test_walle_runner_imports_its_backends_in_check_like_every_peer() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_floor_is_measured_once_per_run_and_subtracted(tiny_model: Path,
+                                                      private_cache: Path) -> None:
+    """Each runner's floor comes from its own worker on the one-Conv floor model, once for all
+    models of a run; a model's ``model_mb`` is its peak above that floor."""
+    from walle_core.bench.harness import measure_floor
+    from walle_core.bench.models import floor_model
+
+    path = floor_model(private_cache)
+    assert path.exists() and floor_model(private_cache) == path  # built once, then reused
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(path)))
+    floors: dict[str, float | None] = {}
+    first = bench_model(tiny_model, ["onnxruntime", "torch"], warmup=0, runs=2,
+                        cache_dir=private_cache, floors=floors)
+    ort = first.get("onnxruntime")
+    assert ort is not None and ort.status is Status.OK
+    assert set(floors) == {"onnxruntime"}  # torch had no source: not measured, no floor
+    assert ort.floor_mb == floors["onnxruntime"] and ort.floor_mb is not None
+    assert ort.model_mb == pytest.approx(max(ort.peak_mb - ort.floor_mb, 0.0))
+    floors["onnxruntime"] = 123.0  # a second model of the same run reuses the stored floor
+    second = bench_model(tiny_model, ["onnxruntime"], warmup=0, runs=2,
+                         cache_dir=private_cache, floors=floors)
+    again = second.get("onnxruntime")
+    assert again is not None and again.floor_mb == 123.0
+    # a runner that cannot run the floor model has no floor
+    assert measure_floor("torch", cache_dir=private_cache) is None

@@ -92,3 +92,29 @@ def test_json_round_trip_and_markdown() -> None:
     walle_row = next(r for r in data["summary"] if r["runner"] == "walle")
     assert walle_row["latency_vs_ort"] == pytest.approx(3.0)
     assert walle_row["memory_vs_ort"] == pytest.approx(2.0)
+
+
+def test_model_memory_is_peak_above_floor_in_summary_and_markdown() -> None:
+    from walle_core.bench.report import markdown, summary_rows
+
+    report = BenchReport("m", "m.onnx", threads=2, warmup=1, runs=3, reference="walle", results=[
+        RunnerResult("walle", Status.OK, median_ms=2.0, peak_mb=60.0, floor_mb=50.0),
+        RunnerResult("onnxruntime", Status.OK, median_ms=1.0, peak_mb=25.0, floor_mb=5.0,
+                     ratio=2.0),
+    ])
+    walle = report.results[0]
+    assert walle.model_mb == pytest.approx(10.0)
+    assert RunnerResult("x", Status.OK, peak_mb=3.0, floor_mb=4.0).model_mb == 0.0
+    assert RunnerResult("x", Status.OK, peak_mb=3.0).model_mb is None
+    row = next(r for r in summary_rows([report]) if r["runner"] == "walle")
+    assert row["memory_vs_ort"] == pytest.approx(60.0 / 25.0)
+    assert row["model_memory_vs_ort"] == pytest.approx(10.0 / 20.0)
+    text = markdown([report])
+    assert "| m | 2.00 (60 / 10) | 1.00 (25 / 20) |" in text
+    assert "floor MB (peak on the one-Conv floor model): walle 50.0, onnxruntime 5.0" in text
+    # results saved before floors existed still load
+    from walle_core.bench.results import RunnerResult as R
+
+    old = walle.to_json()
+    del old["floor_mb"]
+    assert R.from_json(old).floor_mb is None

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from walle_core.bench.models import floor_model
 from walle_core.bench.results import BenchReport, RunnerResult, Status
 from walle_core.bench.runners import thread_env
 
@@ -101,8 +102,14 @@ def bench_model(
     cache_dir: Path | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     on_result: Callable[[RunnerResult], None] | None = None,
+    floors: dict[str, float | None] | None = None,
 ) -> BenchReport:
-    """Measure ``runners`` on one model and relate them (ratio to walle, diff to reference)."""
+    """Measure ``runners`` on one model and relate them (ratio to walle, diff to reference).
+
+    With ``floors`` (a dict shared by the models of one bench run) each runner that measured
+    also gets its ``floor_mb``: its peak on the floor model, measured once per run in its own
+    worker and kept in ``floors``.
+    """
     report = BenchReport(model=label or model_path.stem, path=str(model_path), threads=threads,
                          warmup=warmup, runs=runs)
     outputs: dict[str, dict[str, Any]] = {}
@@ -115,11 +122,30 @@ def bench_model(
                     "warmup": warmup, "runs": runs, "backend": backend,
                     "cache_dir": str(cache), "out_dir": str(out_dir)}
             result, outputs[name] = run_worker(spec, timeout)
+            if floors is not None and result.status is Status.OK:
+                if name not in floors:
+                    floors[name] = measure_floor(name, backend=backend, threads=threads,
+                                                 cache_dir=cache, timeout=timeout)
+                result.floor_mb = floors[name]
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
     relate(report, outputs)
     return report
+
+
+def measure_floor(runner: str, *, backend: str = "auto", threads: int = 2,
+                  cache_dir: Path | None = None, timeout: float = DEFAULT_TIMEOUT_S
+                  ) -> float | None:
+    """``runner``'s peak MB on the floor model (``models.floor_model``) in a fresh worker, the
+    same measurement as a model's peak; None when it cannot run it (no torch source)."""
+    cache = cache_dir or default_cache_dir()
+    with tempfile.TemporaryDirectory(prefix="walle-floor-") as tmp:
+        spec = {"runner": runner, "model": str(floor_model(cache)), "threads": threads,
+                "warmup": 1, "runs": 3, "backend": backend, "cache_dir": str(cache),
+                "out_dir": tmp}
+        result, _ = run_worker(spec, timeout)
+    return result.peak_mb if result.status is Status.OK else None
 
 
 def relate(report: BenchReport, outputs: dict[str, dict[str, Any]]) -> None:

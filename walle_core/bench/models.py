@@ -75,3 +75,36 @@ def resolve(model: str) -> tuple[str, Path]:
     if model not in modelset.names():
         raise UnknownModel(f"unknown model {model!r}; known: {', '.join(modelset.names())}")
     return model, Path(modelset.build(model))
+
+
+def floor_model(cache_dir: Path) -> Path:
+    """The floor model (built once into ``cache_dir/floor/``): one 3x3 Conv of 8 channels on a
+    16x16 plane, Relu, GlobalAveragePool. Its weights and activations are a few KB, so a
+    runner's peak memory on it is what the engine itself costs a process (runtime start-up,
+    JIT-compiled or loaded kernel code, thread pools): the ``floor MB`` of the bench tables.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = cache_dir / "floor" / "model.onnx"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 8, 3, 3)).astype(np.float32), "W")
+    b = numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "B")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["y"])],
+        "walle_floor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 1, 1])],
+        [w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)  # atomic: a concurrent bench never reads half a file
+    return path

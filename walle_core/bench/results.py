@@ -29,10 +29,20 @@ class RunnerResult:
     runs: int = 0
     load_ms: float | None = None
     peak_mb: float | None = None
+    # this runner's peak on the floor model (one small Conv) in the same bench run: what the
+    # engine itself costs a process before any real model (runtime start-up, JIT, pools).
+    floor_mb: float | None = None
     # walle median / this runner's median, filled by the harness from the same bench run.
     ratio: float | None = None
     # max |this output - reference output| over all outputs; reference named in BenchReport.
     max_diff: float | None = None
+
+    @property
+    def model_mb(self) -> float | None:
+        """Peak memory above this runner's floor: what this model adds to the engine."""
+        if self.peak_mb is None or self.floor_mb is None:
+            return None
+        return max(self.peak_mb - self.floor_mb, 0.0)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -43,6 +53,7 @@ class RunnerResult:
     def from_json(cls, data: dict[str, Any]) -> RunnerResult:
         fields = dict(data)
         fields["status"] = Status(fields["status"])
+        fields.setdefault("floor_mb", None)  # JSON saved before the floor was measured
         return cls(**fields)
 
 

@@ -33,9 +33,12 @@ def run_suite(
     backend: str,
     console: Any,
     timeout: float,
+    floor: bool = True,
 ) -> list[BenchReport]:
-    """Resolve (building where needed) and measure each model; progress on ``console``."""
+    """Resolve (building where needed) and measure each model; progress on ``console``. With
+    ``floor`` each runner's floor (``harness.measure_floor``) is measured once for the run."""
     reports = []
+    floors: dict[str, float | None] | None = {} if floor else None
     for model in models:
         with console.status(f"building {model}"):
             label, path = resolve(model)
@@ -46,6 +49,7 @@ def run_suite(
 
         with console.status(f"measuring {label}"):
             report = bench_model(path, runners, label=label, threads=threads, warmup=warmup,
-                                 runs=runs, backend=backend, timeout=timeout, on_result=progress)
+                                 runs=runs, backend=backend, timeout=timeout, on_result=progress,
+                                 floors=floors)
         reports.append(report)
     return reports

@@ -30,6 +30,11 @@ def register(app: typer.Typer) -> None:
         warmup: int = typer.Option(3, "--warmup", "-w", min=0, help="Untimed warm-up runs."),
         all_models: bool = typer.Option(False, "--all", help="Run the whole model set."),
         timeout: float = typer.Option(900.0, "--timeout", help="Seconds per runner and model."),
+        floor: bool = typer.Option(
+            True, "--floor/--no-floor",
+            help="Also measure each runner's floor (its peak on a one-Conv model) and report "
+                 "peak memory above it.",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
         as_markdown: bool = typer.Option(False, "--markdown", help="Print markdown tables."),
     ) -> None:
@@ -46,7 +51,8 @@ def register(app: typer.Typer) -> None:
         try:
             models = all_model_names() if all_models else [model]
             reports = run_suite(models, parse_runners(vs), threads=threads, warmup=warmup,
-                                runs=runs, backend=backend, console=err, timeout=timeout)
+                                runs=runs, backend=backend, console=err, timeout=timeout,
+                                floor=floor)
         except (UnknownModel, FileNotFoundError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
