@@ -197,6 +197,14 @@ class ExecutionBackend(Backend):
         that runs the op natively lists it here."""
         return set()
 
+    def channels_last_ops(self) -> set[tuple[str, str]]:
+        """Native ops this backend also runs channels-last: a :class:`Kernel` step with
+        ``attrs["layout"] == "NHWC"`` whose activations (input, fused residual, output) are
+        ``[N, H, W, C]`` and whose Conv weights are ``[KH, KW, C/G, M]``. The core's
+        ``channels_last`` pass (``walle_core/runtime/layout.py``) converts chains of Convs
+        only when every backend running Conv natively declares it here."""
+        return set()
+
     def fused_adds(self) -> set[tuple[str, str]]:
         """Native ops whose :class:`Kernel` step adds a fused residual: the core may set
         ``attrs["fused_add"] = True`` and append one input (a tensor of the first output's

@@ -97,6 +97,9 @@ class ReferenceBackend(ExecutionBackend):
     def fused_adds(self) -> set[tuple[str, str]]:
         return reference_native_ops()  # added after any kernel, before the activation
 
+    def channels_last_ops(self) -> set[tuple[str, str]]:
+        return {("", "Conv")}  # transposed to NCHW around the numpy Conv (``kernel``)
+
     def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
                    outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
         """The analytic estimate, plus for Conv the numpy kernel's real shape: one einsum per
@@ -106,7 +109,9 @@ class ReferenceBackend(ExecutionBackend):
         if isinstance(prim, Kernel) and prim.op_type in ("Conv", "ConvInteger") and \
                 len(inputs) > 1 and inputs[1] is not None:
             positions = 1
-            for k in inputs[1].shape[2:]:
+            kernel_dims = inputs[1].shape[:2] if prim.attrs.get("layout") == "NHWC" else \
+                inputs[1].shape[2:]
+            for k in kernel_dims:
                 positions *= k
             iters = int(prim.attrs.get("group", 1)) * positions
             cost += iters * profile.extra.get("conv_iteration_s", 1e-5)
@@ -231,7 +236,13 @@ def kernel(prim: Kernel, ins: list[Any], outs: list[Any]) -> None:
         residual, ins = ins[-1], list(ins[:-1])
         while ins and ins[-1] is None:
             ins.pop()
+    nhwc = prim.attrs.get("layout") == "NHWC"  # a channels-last Conv (runtime/layout.py)
+    if nhwc:
+        ins = [np.asarray(ins[0]).transpose(0, 3, 1, 2),
+               np.asarray(ins[1]).transpose(3, 2, 0, 1), *ins[2:]]
     results = list(fn(ins, prim.attrs, prim.opset))
+    if nhwc and results:
+        results[0] = np.asarray(results[0]).transpose(0, 2, 3, 1)
     if residual is not None and results:
         first = np.asarray(results[0])
         results[0] = (first + np.asarray(residual)).astype(first.dtype, copy=False)

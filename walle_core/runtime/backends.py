@@ -111,6 +111,10 @@ class PlanningView(ExecutionBackend):
         """Ops whose fused residual add every backend running them natively applies."""
         return self._fusable(lambda b: b.fused_adds())
 
+    def channels_last_ops(self) -> set[tuple[str, str]]:
+        """Ops every backend running them natively also runs channels-last."""
+        return self._fusable(lambda b: b.channels_last_ops())
+
     def _fusable(self, declared: Callable[[ExecutionBackend], set[tuple[str, str]]]
                  ) -> set[tuple[str, str]]:
         ok = set()

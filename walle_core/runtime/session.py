@@ -102,7 +102,9 @@ class Session:
             else:
                 optimize(program, self._view.fused_activations(), host_only=all(
                     b.memory_domain == "host" for b in self._view.backends),
-                    kernel_adds=self._view.fused_adds())
+                    kernel_adds=self._view.fused_adds(),
+                    channels_last=("", "Conv") in self._view.channels_last_ops() and
+                    os.environ.get("WALLE_LAYOUT", "").lower() != "nchw")
                 self._plans[key] = Executable(program, self._search(program))
         return self._plans[key]
 

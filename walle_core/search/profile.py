@@ -169,7 +169,8 @@ def step_flops(prim: Primitive, inputs: Sequence[TensorSpec | None],
             and len(inputs) > 1 and inputs[1] is not None:
         w = inputs[1].shape
         per_out = 1
-        for d in w[1:]:
+        # OIHW weights, or HWIO for a channels-last Conv (runtime/layout.py)
+        for d in (w[:3] if prim.attrs.get("layout") == "NHWC" else w[1:]):
             per_out *= d
         if prim.op_type == "ConvTranspose" and inputs[0] is not None:
             return 2.0 * inputs[0].size * w[1] * int(np.prod(w[2:]))

@@ -122,6 +122,10 @@ class NumbaBackend(_Base):
         """Conv adds a fused residual in its bias pass (Winograd: in its output transform)."""
         return {("", "Conv")}
 
+    def channels_last_ops(self) -> set[tuple[str, str]]:
+        """Depthwise and group-1 Convs on NHWC tensors (``nhwc.py``)."""
+        return {("", "Conv")}
+
     def native_ops(self) -> set[tuple[str, str]]:
         """numba kernels for Conv, pooling, softmax, layer norm; every other composite op runs
         the reference numpy kernel."""

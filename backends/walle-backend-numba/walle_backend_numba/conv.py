@@ -677,7 +677,10 @@ class Geom:
 
 def geometry(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | None,
              y: TensorSpec) -> Geom | None:
-    """The call's geometry, or None when no numba variant covers it."""
+    """The call's geometry, or None when no numba variant covers it (channels-last Convs are
+    ``nhwc.py``'s)."""
+    if attrs.get("layout"):
+        return None
     io = y.dtype.np
     if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
         return None

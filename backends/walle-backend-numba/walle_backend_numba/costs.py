@@ -21,10 +21,10 @@ from walle_core.backend import Algorithm, StepTimer
 from walle_core.ir.dtypes import from_numpy
 from walle_core.ir.primitives import Kernel, MatMul, Step, TensorSpec
 
-# 5: micro-kernel GEMM variants (microkernel.py); 4: im2col_tiles; 3: GEMMs and kernels on
-# one numba pool (pool.py)
+# 6: channels-last Convs (nhwc.py); 5: micro-kernel GEMM variants (microkernel.py);
+# 4: im2col_tiles; 3: GEMMs and kernels on one numba pool (pool.py)
 #: Bumped when kernels change enough that cached calibrations are stale.
-KERNELS_VERSION = 5
+KERNELS_VERSION = 6
 
 CONV_NOTES = {
     "pointwise": "1x1 conv as GEMM on NCHW",
@@ -36,6 +36,9 @@ CONV_NOTES = {
     "im2col_tiles": "im2col + GEMM + epilogue per tile of output rows, each a pool task",
     "winograd2": "Winograd F(2x2,3x3): 16 GEMMs on transformed tiles",
     "winograd4": "Winograd F(4x4,3x3): 36 GEMMs on transformed tiles",
+    "nhwc_pointwise": "channels-last 1x1 conv: the micro-kernel on pixels x channels",
+    "nhwc_depthwise": "channels-last depthwise: one vector loop over channels per pixel",
+    "nhwc_im2col": "channels-last im2col tiles + the micro-kernel",
 }
 
 
@@ -47,6 +50,21 @@ def conv_algorithms(step: Step, inputs: Sequence[TensorSpec | None],
     if len(inputs) < 2 or inputs[0] is None or inputs[1] is None:
         return None
     bias = inputs[2] if len(inputs) > 2 else None
+    if prim.attrs.get("layout") == "NHWC":  # type: ignore[attr-defined]
+        from walle_backend_numba import nhwc
+
+        ngeo = nhwc.geometry(prim.attrs, inputs[0], inputs[1], bias,  # type: ignore[attr-defined]
+                             outputs[0])
+        if ngeo is None:
+            return None
+        offered = []
+        for variant in ngeo.variants():
+            est = nhwc.analytic_seconds(ngeo, variant, profile)
+            eff = nhwc.efficiency(variant, profile)
+            offered.append(Algorithm(variant, est * eff, note=f"{CONV_NOTES[variant]} "
+                                     f"(roofline {est * 1e6:.1f} us x measured efficiency "
+                                     f"{eff:.2f})"))
+        return offered
     geo = conv.geometry_nd(prim.attrs, inputs[0], inputs[1], bias, outputs[0])  # type: ignore[attr-defined]
     if geo is None:
         return None
@@ -108,6 +126,15 @@ def calibrate_extra(time_step: StepTimer) -> dict[str, float]:
                                    "group": geo.g}, 13)
         ins: list[TensorSpec | None] = [TensorSpec(x, f32), TensorSpec(w, f32), None]
         outs = [TensorSpec((geo.n, geo.m, geo.oh, geo.ow), f32)]
+        out[f"conv.{name}.{variant}"] = time_step(prim, ins, outs, Algorithm(variant, 0.0))
+    from walle_backend_numba import nhwc
+
+    for name, variant, x, w, pad, g in nhwc.CALIBRATION:
+        prim = Kernel("Conv", "", {"kernel_shape": list(w[:2]), "pads": [pad] * 4, "group": g,
+                                   "layout": "NHWC"}, 13)
+        oh, ow = x[1] + 2 * pad - w[0] + 1, x[2] + 2 * pad - w[1] + 1
+        ins = [TensorSpec(x, f32), TensorSpec(w, f32), None]
+        outs = [TensorSpec((x[0], oh, ow, w[3]), f32)]
         out[f"conv.{name}.{variant}"] = time_step(prim, ins, outs, Algorithm(variant, 0.0))
     # a Linear layer (a BERT encoder's attention output projection) both ways
     mm = MatMul()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from walle_backend_numba import conv, elementwise, gather, matmul, nnops, raster, reduce
+from walle_backend_numba import conv, elementwise, gather, matmul, nhwc, nnops, raster, reduce
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import (
     Elementwise,
@@ -103,14 +103,15 @@ def plan_step(prim: Primitive, ins: Sequence[TensorSpec | None],
     if isinstance(prim, Kernel) and (prim.domain, prim.op_type) == ("", "Conv"):
         if len(ins) < 2 or ins[0] is None or ins[1] is None:
             return None
+        planner = nhwc.plan if prim.attrs.get("layout") == "NHWC" else conv.plan
         if prim.attrs.get("fused_add"):  # [x, w, bias or -1, residual]
             if len(ins) != 4 or ins[3] is None or ins[3].shape != outs[0].shape or \
                     ins[3].dtype != outs[0].dtype:
                 return None
-            cv = conv.plan(prim.attrs, ins[0], ins[1], ins[2], outs[0], variant)
+            cv = planner(prim.attrs, ins[0], ins[1], ins[2], outs[0], variant)
             return None if cv is None else (lambda i, o: cv(i[0], i[1], i[2], o[0], i[3]))
         bias = ins[2] if len(ins) > 2 else None
-        cv = conv.plan(prim.attrs, ins[0], ins[1], bias, outs[0], variant)
+        cv = planner(prim.attrs, ins[0], ins[1], bias, outs[0], variant)
         return None if cv is None else (
             lambda i, o: cv(i[0], i[1], i[2] if len(i) > 2 else None, o[0]))
     if isinstance(prim, Kernel) and prim.domain == "" and prim.op_type in nnops.NATIVE:

@@ -178,6 +178,7 @@ def _tile(nv: int, with_res: bool, col_bias: bool = False) -> Any:
 _T1, _T2, _T3 = _tile(1, False), _tile(2, False), _tile(3, False)
 _R1, _R2, _R3 = _tile(1, True), _tile(2, True), _tile(3, True)
 _C1, _C2, _C3 = _tile(1, False, True), _tile(2, False, True), _tile(3, False, True)
+_CR1, _CR2, _CR3 = _tile(1, True, True), _tile(2, True, True), _tile(3, True, True)
 
 
 @numba.njit(cache=True, inline="always")
@@ -192,7 +193,16 @@ def _one(pa: int, lda: int, k: int, pb: int, ldb: int, pc: int, ldc: int, m: int
     c = pc + 4 * (m0 * ldc + n0)
     bb = pbias + 4 * m0
     mr = min(MR, m - m0)
-    if col_bias:  # (no residual with it)
+    if col_bias and pr != 0:  # channels-last Convs: bias per column and the residual
+        bc = pbias + 4 * n0
+        r = pr + 4 * (m0 * ldr + n0)
+        if nr > 2 * W:
+            _CR3(a, lda, b, ldb, c, ldc, k, mr, nr, bc, r, ldr, lo, hi)
+        elif nr > W:
+            _CR2(a, lda, b, ldb, c, ldc, k, mr, nr, bc, r, ldr, lo, hi)
+        else:
+            _CR1(a, lda, b, ldb, c, ldc, k, mr, nr, bc, r, ldr, lo, hi)
+    elif col_bias:
         bc = pbias + 4 * n0
         if nr > 2 * W:
             _C3(a, lda, b, ldb, c, ldc, k, mr, nr, bc, 0, 0, lo, hi)
@@ -222,10 +232,10 @@ def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int
          chunks: int) -> None:  # pragma: no cover
     """C[m, n] = clamp(A @ B + bias[row] (+ R), lo, hi), all float32 row-major (addresses in
     bytes, leading dimensions in elements; ``pr`` 0: no residual); with ``col_bias`` the bias
-    is bias[column] (a Linear layer's) and there is no residual. The tiles go to ``chunks``
-    pool tasks: by row panels when there are enough of them (each task's rows of A then stay
-    in its cache over all column tiles) and B is not far the larger operand, else by column
-    tiles."""
+    is bias[column] (a Linear layer's, a channels-last Conv's), with or without residual.
+    The tiles go to ``chunks`` pool tasks: by row panels when there are enough of them (each
+    task's rows of A then stay in its cache over all column tiles) and B is not far the
+    larger operand, else by column tiles."""
     nmb = (m + MR - 1) // MR
     npan = (n + NR - 1) // NR
     # by row panels each task reads all of B: when B is far larger than A (N >= 32 M) and

@@ -1,0 +1,80 @@
+"""Channels-last Conv kernels (nhwc.py) against the reference numpy Conv on NCHW."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from walle_backend_numba import nhwc
+
+from walle_core.ir.dtypes import from_numpy
+from walle_core.ir.primitives import TensorSpec
+from walle_core.reference_ops import get_kernel
+
+F32 = from_numpy(np.float32)
+RNG = np.random.default_rng(3)
+
+CASES = [  # n, h, w, c, m, k, stride, pad, group, activation, residual, bias, variant
+    (1, 9, 9, 32, 32, 3, 1, 1, 32, "", False, True, "nhwc_depthwise"),
+    (2, 9, 7, 32, 32, 3, 2, 1, 32, "clip", True, True, "nhwc_depthwise"),
+    (1, 8, 8, 16, 16, 5, 1, 2, 16, "relu", False, True, "nhwc_depthwise"),
+    (1, 7, 7, 40, 40, 3, 1, 1, 40, "sigmoid", True, False, "nhwc_depthwise"),
+    (1, 12, 12, 24, 40, 1, 1, 0, 1, "clip", True, True, "nhwc_pointwise"),
+    (2, 12, 12, 24, 40, 1, 1, 0, 1, "", False, False, "nhwc_pointwise"),
+    (1, 5, 5, 24, 70, 1, 1, 0, 1, "tanh", False, True, "nhwc_pointwise"),
+    (1, 12, 12, 24, 40, 1, 1, 0, 1, "relu", True, True, "nhwc_im2col"),
+    (1, 14, 14, 64, 128, 1, 2, 0, 1, "", False, True, "nhwc_im2col"),
+    (1, 13, 11, 3, 32, 3, 2, 1, 1, "clip", False, True, "nhwc_im2col"),
+    (2, 15, 15, 20, 70, 3, 1, 1, 1, "relu", True, True, "nhwc_im2col"),
+]
+
+
+def _reference(x, w, b, attrs, act, residual):  # type: ignore[no-untyped-def]
+    conv = get_kernel("Conv", "")
+    y = conv([x, w, b] if b is not None else [x, w], attrs, 13)[0]
+    if residual is not None:
+        y = y + residual
+    return {"": y, "relu": np.maximum(y, 0), "clip": np.clip(y, 0, 6),
+            "sigmoid": 1 / (1 + np.exp(-y)), "tanh": np.tanh(y)}[act]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[-1]}-k{c[5]}s{c[6]}g{c[8]}-{c[9]}")
+def test_nhwc_conv_matches_reference(case: tuple) -> None:
+    n, h, w, c, m, k, s, p, g, act, has_res, has_bias, variant = case
+    x = RNG.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = (RNG.standard_normal((m, c // g, k, k)) * 0.3).astype(np.float32)
+    b = RNG.standard_normal(m).astype(np.float32) if has_bias else None
+    attrs = {"kernel_shape": [k, k], "pads": [p] * 4, "strides": [s, s], "group": g}
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    res = RNG.standard_normal((n, m, oh, ow)).astype(np.float32) if has_res else None
+    want = _reference(x, wt, b, attrs, act, res)
+    nattrs = dict(attrs, layout="NHWC", fused_activation=act)
+    if act == "clip":
+        nattrs["fused_act_params"] = (0.0, 6.0)
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    wh = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    yh = np.full((n, oh, ow, m), np.nan, np.float32)
+    geo = nhwc.geometry(nattrs, TensorSpec(xh.shape, F32), TensorSpec(wh.shape, F32), None,
+                        TensorSpec(yh.shape, F32))
+    assert geo is not None and variant in geo.variants()
+    run = nhwc.plan(nattrs, TensorSpec(xh.shape, F32), TensorSpec(wh.shape, F32),
+                    None if b is None else TensorSpec(b.shape, F32), TensorSpec(yh.shape, F32),
+                    variant)
+    assert run is not None
+    rh = None if res is None else np.ascontiguousarray(res.transpose(0, 2, 3, 1))
+    run(xh, wh, b, yh, rh)
+    np.testing.assert_allclose(yh.transpose(0, 3, 1, 2), want, rtol=2e-4, atol=2e-4)
+
+
+def test_geometry_declines_what_it_does_not_cover() -> None:
+    def geo(attrs: dict, x: tuple, w: tuple, y: tuple):  # type: ignore[no-untyped-def]
+        return nhwc.geometry(attrs, TensorSpec(x, F32), TensorSpec(w, F32), None,
+                             TensorSpec(y, F32))
+
+    base = {"layout": "NHWC", "kernel_shape": [3, 3], "pads": [1] * 4}
+    assert geo(base, (1, 8, 8, 4), (3, 3, 4, 4), (1, 8, 8, 4)) is not None
+    assert geo({**base, "layout": ""}, (1, 8, 8, 4), (3, 3, 4, 4), (1, 8, 8, 4)) is None
+    assert geo({**base, "dilations": [2, 2]}, (1, 8, 8, 4), (3, 3, 4, 4), (1, 8, 8, 4)) is None
+    # grouped but not depthwise
+    assert geo({**base, "group": 2}, (1, 8, 8, 4), (3, 3, 2, 4), (1, 8, 8, 4)) is None
+    depthwise = geo({**base, "group": 4}, (1, 8, 8, 4), (3, 3, 1, 4), (1, 8, 8, 4))
+    assert depthwise is not None and depthwise.variants() == ["nhwc_depthwise"]

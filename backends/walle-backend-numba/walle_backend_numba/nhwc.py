@@ -1,0 +1,343 @@
+"""Convolutions on channels-last (NHWC) tensors, for chains the core's layout pass converts.
+
+The core's ``channels_last`` pass (``walle_core/runtime/layout.py``) rewrites chains of Convs
+so that the activations between them are ``[N, H, W, C]`` and the weights ``[KH, KW, C/G, M]``
+("HWIO"); a Conv step then carries ``attrs["layout"] == "NHWC"``. Here every variant keeps its
+vectors along channels, which NCHW cannot:
+
+- ``nhwc_pointwise``: a 1x1 Conv is ``Y[pixels, M] = X[pixels, C] @ W[C, M]``, the
+  micro-kernel's orientation (rows of 8 pixels, vectors of 16 output channels, the bias per
+  column); no copy of anything.
+- ``nhwc_depthwise``: each output pixel is one loop over channels of ``KH*KW`` multiply-adds
+  (nine explicit terms for an interior 3x3 window), so a 7x7 plane of 960 channels is 49
+  vector loops of 60 vectors, not 960 loops over 49 values.
+- ``nhwc_im2col``: any other group-1 Conv: per tile of output pixels each pool task copies
+  the tile's windows (runs of C channels) into its slice of scratch and runs the
+  micro-kernel on it while it is in cache.
+
+Bias, the fused residual and relu/clip are applied in the micro-kernel's store (in the
+depthwise loop for that variant); sigmoid/tanh in one pass after. float32 only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+
+from walle_backend_numba import microkernel
+from walle_backend_numba.conv import _act1, _take, pads_2d, scratch
+from walle_backend_numba.jit import dual
+from walle_backend_numba.matmul import ACTS
+from walle_core.ir.primitives import TensorSpec
+
+VARIANTS = ("nhwc_pointwise", "nhwc_depthwise", "nhwc_im2col")
+#: Bytes of im2col rows per tile (kept in the worker's L2 between the copy and the GEMM).
+TILE_BYTES = 256 << 10
+
+ConvRun = Any
+_gemm_serial = microkernel.gemm.serial
+
+
+@dataclass(frozen=True)
+class NGeom:
+    """One NHWC Conv call's shapes: x [n, h, w, c], weights [kh, kw, cg, m], y [n, oh, ow, m]."""
+
+    n: int
+    h: int
+    w: int
+    c: int
+    m: int
+    cg: int
+    kh: int
+    kw: int
+    g: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    oh: int
+    ow: int
+
+    @property
+    def macs(self) -> int:
+        return self.n * self.oh * self.ow * self.m * self.cg * self.kh * self.kw
+
+    @property
+    def depthwise(self) -> bool:
+        return self.g == self.c == self.m and self.cg == 1
+
+    def variants(self) -> list[str]:
+        if self.depthwise:
+            return ["nhwc_depthwise"]
+        if self.g != 1:
+            return []
+        out = []
+        if (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0):
+            out.append("nhwc_pointwise")
+        out.append("nhwc_im2col")
+        return out
+
+
+def geometry(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | None,
+             y: TensorSpec) -> NGeom | None:
+    """The call's geometry, or None when no NHWC variant covers it (float32, 2-D, no
+    dilation, group 1 or depthwise)."""
+    if attrs.get("layout") != "NHWC":
+        return None
+    if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
+        return None
+    if any(s.dtype.np != np.float32 for s in (x, w, y)) or \
+            (b is not None and (b.dtype.np != np.float32 or b.size != w.shape[3])):
+        return None
+    n, h, wd, c = x.shape
+    kh, kw, cg, m = w.shape
+    g = int(attrs.get("group", 1))
+    s = tuple(int(v) for v in (attrs.get("strides") or (1, 1)))
+    d = tuple(int(v) for v in (attrs.get("dilations") or (1, 1)))
+    if len(s) != 2 or d != (1, 1) or g < 1 or c != cg * g or m % g or \
+            y.shape[0] != n or y.shape[3] != m:
+        return None
+    pads = pads_2d(attrs, (h, wd), (kh, kw), s, d)  # type: ignore[arg-type]
+    if pads is None:
+        return None
+    geo = NGeom(n, h, wd, c, m, cg, kh, kw, g, s[0], s[1], pads[0], pads[1], y.shape[1],
+                y.shape[2])
+    return geo if geo.variants() else None
+
+
+@dual(fastmath={"contract"})
+def depthwise(x: Any, wt: Any, bias: Any, y: Any, res: Any, has_res: bool, sh: int, sw: int,
+              ph: int, pw: int, lo: Any, hi: Any, after: int) -> None:  # pragma: no cover
+    """y[n, p, q, :] = clamp(bias + sum over taps of wt[i, j, 0, :] * x[n, ih, iw, :] (+ res),
+    lo, hi), then ``after`` (3 sigmoid, 4 tanh; 0 none) over the row.
+
+    Interior windows of a 3x3 kernel are one loop over channels with the nine terms written
+    out and the clamp (relu/clip, or +-inf) in it, one loop with the residual and one without
+    (a branch inside the channel loop stopped it vectorising); border windows and other
+    kernel sizes accumulate per tap, skipping taps outside the input."""
+    n_, h, w, c_ = x.shape
+    oh, ow = y.shape[1], y.shape[2]
+    kh, kw = wt.shape[0], wt.shape[1]
+    # whole-array indexing only (no row views: each view's reference count is an atomic on
+    # the array both threads share)
+    for row in numba.prange(n_ * oh):
+        n = row // oh
+        p = row % oh
+        ih0 = p * sh - ph
+        for q in range(ow):
+            iw0 = q * sw - pw
+            if kh == 3 and kw == 3 and ih0 >= 0 and ih0 + 2 < h and iw0 >= 0 and iw0 + 2 < w:
+                i1, i2, j1, j2 = ih0 + 1, ih0 + 2, iw0 + 1, iw0 + 2
+                if has_res:
+                    for ch in range(c_):
+                        v = (bias[ch] + wt[0, 0, 0, ch] * x[n, ih0, iw0, ch]
+                             + wt[0, 1, 0, ch] * x[n, ih0, j1, ch]
+                             + wt[0, 2, 0, ch] * x[n, ih0, j2, ch]
+                             + wt[1, 0, 0, ch] * x[n, i1, iw0, ch]
+                             + wt[1, 1, 0, ch] * x[n, i1, j1, ch]
+                             + wt[1, 2, 0, ch] * x[n, i1, j2, ch]
+                             + wt[2, 0, 0, ch] * x[n, i2, iw0, ch]
+                             + wt[2, 1, 0, ch] * x[n, i2, j1, ch]
+                             + wt[2, 2, 0, ch] * x[n, i2, j2, ch] + res[n, p, q, ch])
+                        y[n, p, q, ch] = min(max(v, lo), hi)
+                else:
+                    for ch in range(c_):
+                        v = (bias[ch] + wt[0, 0, 0, ch] * x[n, ih0, iw0, ch]
+                             + wt[0, 1, 0, ch] * x[n, ih0, j1, ch]
+                             + wt[0, 2, 0, ch] * x[n, ih0, j2, ch]
+                             + wt[1, 0, 0, ch] * x[n, i1, iw0, ch]
+                             + wt[1, 1, 0, ch] * x[n, i1, j1, ch]
+                             + wt[1, 2, 0, ch] * x[n, i1, j2, ch]
+                             + wt[2, 0, 0, ch] * x[n, i2, iw0, ch]
+                             + wt[2, 1, 0, ch] * x[n, i2, j1, ch]
+                             + wt[2, 2, 0, ch] * x[n, i2, j2, ch])
+                        y[n, p, q, ch] = min(max(v, lo), hi)
+            else:
+                for ch in range(c_):
+                    y[n, p, q, ch] = bias[ch]
+                for i in range(kh):
+                    ih = ih0 + i
+                    if ih < 0 or ih >= h:
+                        continue
+                    for j in range(kw):
+                        iw = iw0 + j
+                        if iw < 0 or iw >= w:
+                            continue
+                        for ch in range(c_):
+                            y[n, p, q, ch] += wt[i, j, 0, ch] * x[n, ih, iw, ch]
+                if has_res:
+                    for ch in range(c_):
+                        y[n, p, q, ch] += res[n, p, q, ch]
+                for ch in range(c_):
+                    y[n, p, q, ch] = min(max(y[n, p, q, ch], lo), hi)
+        if after != 0:
+            for q in range(ow):
+                for ch in range(c_):
+                    y[n, p, q, ch] = _act1(y[n, p, q, ch], after, lo, hi)
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def im2col_tiles(x: Any, buf: Any, pw_: int, py: int, pb: int, pr: int, lo: Any, hi: Any,
+                 m: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, oh: int,
+                 ow: int, tile: int, tasks: int) -> None:  # pragma: no cover
+    """One image: per tile of ``tile`` output pixels, its windows as rows of ``buf[task]``
+    (each row kh*kw runs of C channels, zeros outside the input) and then
+    ``y[tile, :] = rows @ W`` through the micro-kernel (bias per column, residual, clamp in
+    its store). Task t takes tiles t, t + tasks, ... into its own slice of ``buf``."""
+    h, w, c = x.shape
+    kk = kh * kw * c
+    npx = oh * ow
+    ntiles = (npx + tile - 1) // tile
+    for t in numba.prange(tasks):
+        rows = buf[t]
+        for tl in range(t, ntiles, tasks):
+            p0 = tl * tile
+            cnt = min(tile, npx - p0)
+            for r in range(cnt):
+                p = (p0 + r) // ow
+                q = (p0 + r) % ow
+                base = r * kk
+                for i in range(kh):
+                    ih = p * sh - ph + i
+                    for j in range(kw):
+                        iw = q * sw - pw + j
+                        off = base + (i * kw + j) * c
+                        if ih < 0 or ih >= h or iw < 0 or iw >= w:
+                            for ch in range(c):
+                                rows[off + ch] = 0.0
+                        else:
+                            for ch in range(c):
+                                rows[off + ch] = x[ih, iw, ch]
+            _gemm_serial(rows.ctypes.data, kk, pw_, m, py + 4 * p0 * m, m, cnt, m,
+                                    kk, pb, True, pr + 4 * p0 * m if pr != 0 else 0, m, lo,
+                                    hi, 1)
+
+
+def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | None,
+         y: TensorSpec, variant: str | None = None) -> ConvRun | None:
+    """A runner ``(x, w, bias, y, res=None)`` for an NHWC Conv, or None."""
+    activation = attrs.get("fused_activation", "")
+    if activation not in ACTS:
+        return None
+    geo = geometry(attrs, x, w, b, y)
+    if geo is None:
+        return None
+    options = geo.variants()
+    variant = variant or options[0]
+    if variant not in options:
+        return None
+    act = ACTS[activation]
+    params = tuple(attrs.get("fused_act_params", ()))
+    lo = np.float32(params[0]) if len(params) > 0 else np.float32(0)
+    hi = np.float32(params[1]) if len(params) > 1 else np.float32(0)
+    f32 = np.float32
+    zero_bias = np.zeros(geo.m, f32)
+    no_res = np.zeros((1, 1, 1, 1), f32)
+    if variant == "nhwc_depthwise":
+        kernel = depthwise.pick(geo.macs)
+        dlo, dhi = microkernel.clamp_bounds(act, float(lo), float(hi))
+        post = act if act in (3, 4) else 0
+
+        def run_depthwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
+            b = zero_bias if bias is None else bias.reshape(-1)
+            kernel(xb, wb, b, yb, no_res if res is None else res, res is not None, geo.sh,
+                   geo.sw, geo.ph, geo.pw, dlo, dhi, post)
+
+        return run_depthwise
+
+    clo, chi = microkernel.clamp_bounds(act, float(lo), float(hi))
+    after = act not in (0, 1, 2)  # sigmoid / tanh: not a clamp
+    npx = geo.oh * geo.ow
+    kk = geo.kh * geo.kw * geo.cg
+    if variant == "nhwc_pointwise":
+        gemm = microkernel.gemm.pick(geo.n * npx * geo.m * kk)
+        chunks = numba.get_num_threads() if gemm is microkernel.gemm.parallel else 1
+    else:
+        threads = numba.get_num_threads() if geo.macs >= 1 << 15 else 1
+        # tiles of whole micro-kernel row panels, at least two per task where there is work
+        tile = max(microkernel.MR, TILE_BYTES // max(kk * 4, 1)) // microkernel.MR * \
+            microkernel.MR
+        tile = max(microkernel.MR, min(tile, -(-npx // (2 * threads)) // microkernel.MR *
+                                       microkernel.MR or microkernel.MR))
+        tasks = max(1, min(threads, -(-npx // tile)))
+        buf_shape = (tasks, tile * kk)
+        buf_bytes = tasks * tile * kk * 4
+        scratch(buf_bytes)  # reserve now, not on the first run
+    bound: list[Any] = [None, None]
+
+    def run_mk(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
+        key = (id(xb), id(wb), id(bias), id(yb), id(res))
+        if bound[0] != key:  # a plan passes the same buffers every run: the arguments once
+            if not (xb.flags.c_contiguous and yb.flags.c_contiguous and wb.flags.c_contiguous
+                    and (res is None or res.flags.c_contiguous)):
+                raise ValueError("NHWC Conv buffers must be contiguous")
+            b = zero_bias if bias is None else np.ascontiguousarray(bias.reshape(-1), f32)
+            bound[0] = key if bias is None or np.may_share_memory(b, bias) else None
+            bound[1] = (b, xb, wb, yb, res)
+        b = bound[1][0]
+        pr = 0 if res is None else res.ctypes.data
+        if variant == "nhwc_pointwise":
+            gemm(xb.ctypes.data, kk, wb.ctypes.data, geo.m, yb.ctypes.data, geo.m,
+                 geo.n * npx, geo.m, kk, b.ctypes.data, True, pr, geo.m, clo, chi, chunks)
+        else:
+            buf = _take(scratch(buf_bytes), 0, buf_shape, f32)
+            img = 4 * npx * geo.m
+            for i in range(geo.n):
+                im2col_tiles(xb[i], buf, wb.ctypes.data, yb.ctypes.data + i * img,
+                             b.ctypes.data, pr + i * img if pr else 0, clo, chi, geo.m,
+                             geo.kh, geo.kw, geo.sh, geo.sw, geo.ph, geo.pw, geo.oh, geo.ow,
+                             tile, tasks)
+        if after:
+            flat = yb.reshape(-1)
+            if act == 3:
+                np.divide(1, 1 + np.exp(-flat), out=flat)
+            else:
+                np.tanh(flat, out=flat)
+
+    return run_mk
+
+
+def analytic_seconds(geo: NGeom, variant: str, profile: Any) -> float:
+    """Roofline estimate (before the variant's measured efficiency)."""
+    ew = max(profile.ew_bytes_s, 1.0)
+    npx = geo.n * geo.oh * geo.ow
+
+    def gemm(mm: int, nn: int, kk: int) -> float:
+        flops = 2.0 * mm * nn * kk
+        return flops / max(profile.gemm_rate(flops), 1.0)
+
+    if variant == "nhwc_depthwise":
+        return profile.launch_s + geo.macs * 3 * 4 / ew
+    kk = geo.kh * geo.kw * geo.cg
+    if variant == "nhwc_pointwise":
+        return profile.launch_s + gemm(npx, geo.m, kk)
+    if variant == "nhwc_im2col":
+        return profile.launch_s + npx * kk * 4 / ew + gemm(npx, geo.m, kk)
+    raise ValueError(variant)
+
+
+#: Representative shapes timed once per machine (x NHWC, w HWIO, pads, group).
+CALIBRATION = (
+    ("dw3x3", "nhwc_depthwise", (1, 28, 28, 64), (3, 3, 1, 64), 1, 64),
+    ("pw", "nhwc_pointwise", (1, 28, 28, 32), (1, 1, 32, 64), 0, 1),
+    ("conv3x3", "nhwc_im2col", (1, 28, 28, 32), (3, 3, 32, 32), 1, 1),
+)
+
+
+def efficiency(variant: str, profile: Any) -> float:
+    """measured / analytic at the variant's calibration shape (1.0 when not measured)."""
+    extra = getattr(profile, "extra", None) or {}
+    for name, var, x, w, pad, g in CALIBRATION:
+        if var != variant:
+            continue
+        measured = extra.get(f"conv.{name}.{var}")
+        if not measured:
+            return 1.0
+        geo = NGeom(x[0], x[1], x[2], x[3], w[3], w[2], w[0], w[1], g, 1, 1, pad, pad,
+                    x[1] + 2 * pad - w[0] + 1, x[2] + 2 * pad - w[1] + 1)
+        est = analytic_seconds(geo, var, profile)
+        return float(min(max(measured / max(est, 1e-12), 0.05), 20.0))
+    return 1.0
