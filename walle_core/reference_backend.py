@@ -238,7 +238,8 @@ def kernel(prim: Kernel, ins: list[Any], outs: list[Any]) -> None:
             ins.pop()
     nhwc = prim.attrs.get("layout") == "NHWC"  # a channels-last Conv (runtime/layout.py)
     if nhwc:
-        ins = [np.asarray(ins[0]).transpose(0, 3, 1, 2),
+        x = np.asarray(ins[0])  # NCHW already for a chain's first Conv (input_layout)
+        ins = [x if prim.attrs.get("input_layout") == "NCHW" else x.transpose(0, 3, 1, 2),
                np.asarray(ins[1]).transpose(3, 2, 0, 1), *ins[2:]]
     results = list(fn(ins, prim.attrs, prim.opset))
     if nhwc and results:

@@ -152,3 +152,41 @@ def test_backends_that_do_not_declare_it_keep_nchw() -> None:
 
     assert ("", "Conv") in PlanningView([ReferenceBackend()]).channels_last_ops()
     assert ("", "Conv") not in PlanningView([NoLayouts(), ReferenceBackend()]).channels_last_ops()
+
+
+def _stem_chain(affine_only: bool = False) -> bytes:
+    """An RGB stem (3x3 stride 2, 3 -> 8) feeding a depthwise 3x3 (or, ``affine_only``, a 1x1
+    depthwise: a per-channel scale, as a folded BatchNorm) and a 1x1 Conv, Relu between."""
+    k = 1 if affine_only else 3
+    inits = [numpy_helper.from_array((RNG.standard_normal(s) * 0.3).astype(np.float32), n)
+             for s, n in [((8, 3, 3, 3), "ws"), ((8,), "bs"), ((8, 1, k, k), "wd"),
+                          ((12, 8, 1, 1), "wp")]]
+    nodes = [helper.make_node("Conv", ["x", "ws", "bs"], ["s"], pads=[1, 1, 1, 1],
+                              strides=[2, 2]),
+             helper.make_node("Relu", ["s"], ["s1"]),
+             helper.make_node("Conv", ["s1", "wd"], ["d"], group=8,
+                              pads=[k // 2] * 4),
+             helper.make_node("Relu", ["d"], ["d1"]),
+             helper.make_node("Conv", ["d1", "wp"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 15, 15])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                             ir_version=9).SerializeToString()
+
+
+def test_an_rgb_stem_starts_the_chain_without_an_entry_transpose() -> None:
+    pytest.importorskip("walle_backend_numba")
+    stats, steps = _run(_stem_chain(), "numba", cin=3, hw=15)
+    assert stats["channels_last_convs"] == 3
+    assert stats["layout_transposes"] == 1  # only out: the stem reads the NCHW input itself
+    convs = [s for s in steps if s.prim.kind == "Kernel"]
+    assert convs[0].prim.attrs["input_layout"] == "NCHW"
+    assert steps[-1].prim.kind == "Raster"
+
+
+def test_a_folded_batchnorm_is_no_reason_for_a_chain() -> None:
+    pytest.importorskip("walle_backend_numba")
+    stats, steps = _run(_stem_chain(affine_only=True), "numba", cin=3, hw=15)
+    assert stats["channels_last_convs"] == 0
+    assert _layouts(steps) == ["NCHW"] * 3

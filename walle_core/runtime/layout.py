@@ -17,12 +17,15 @@ tensors one produces and the next reads, as input or as fused residual) to chann
   Raster fusion afterwards folds those transposes into adjacent Rasters where it can.
 
 Which Convs qualify (``convertible``): float32 2-D Convs with constant weights, no dilation,
-and either depthwise (one input channel per group, any kernel and stride) or group-1 1x1
-(any stride). A chain is converted only when it has at least two Convs and one of them is
-depthwise: that is where channels-last pays (measured on MobileNetV2's blocks: 1.4-2.2x
-faster than the NCHW kernels); a chain of 1x1 Convs alone gains nothing, and dense 3x3
-Convs stay NCHW, where Winograd and the NCHW micro-kernel measured 1.2-2x faster than
-channels-last im2col.
+and either depthwise (one input channel per group, any kernel and stride), group-1 1x1 (any
+stride), or a group-1 "stem" with at most ``STEM_CHANNELS`` input channels, which reads its
+NCHW input as it is (``attrs["input_layout"] = "NCHW"``) and so starts a chain without an
+entry transpose. A chain is converted only when it has at least two Convs and one of them is
+a spatial depthwise Conv (a 1x1 one, a BatchNorm folded into a Conv, does not count): that
+is where channels-last pays (measured on MobileNetV2's blocks: 1.4-2.2x faster than the
+NCHW kernels); a chain of 1x1 Convs alone gains nothing (DenseNet-121's 61 BatchNorm + 1x1
+pairs would each add two transposes), and dense 3x3 Convs stay NCHW, where Winograd and the
+NCHW micro-kernel measured 1.2-2x faster than channels-last im2col.
 
 The session runs the pass only when every backend that runs Conv natively declares
 ``channels_last_ops()`` for it (numba and the reference do; GPU backends do not), and only
@@ -39,10 +42,15 @@ from walle_core.geometry.fusion import consumers, fuse_rasters
 from walle_core.ir.primitives import Kernel, Raster, Region, Step, TensorSpec
 
 NHWC = "NHWC"
+#: A group-1 Conv with at most this many input channels (an RGB stem) may start a chain: it
+#: reads its NCHW input directly and writes NHWC (``attrs["input_layout"] = "NCHW"``), so the
+#: chain needs no entry transpose (MobileNetV2: stem 280 us + transpose 160-230 us -> 137 us).
+STEM_CHANNELS = 4
 
 
 def convertible(step: Step, slots: list[TensorSpec], consts: dict[int, Any]) -> str | None:
-    """``"depthwise"`` / ``"pointwise"`` when this Conv step may run channels-last, else None."""
+    """``"depthwise"`` / ``"affine"`` (1x1 depthwise) / ``"pointwise"`` / ``"stem"`` when this
+    Conv step may run channels-last, else None."""
     prim = step.prim
     if not isinstance(prim, Kernel) or (prim.domain, prim.op_type) != ("", "Conv") or \
             prim.attrs.get("layout") or len(step.outputs) != 1:
@@ -62,9 +70,13 @@ def convertible(step: Step, slots: list[TensorSpec], consts: dict[int, Any]) -> 
     g = int(attrs.get("group", 1))
     c, m = x.shape[1], w.shape[0]
     if g == c == m and w.shape[1] == 1:
-        return "depthwise"
+        # a 1x1 depthwise Conv is a per-channel scale and shift (DenseNet's BatchNorms): it
+        # may join a chain but is no reason for one
+        return "depthwise" if w.shape[2:] != (1, 1) else "affine"
     if g == 1 and w.shape[2:] == (1, 1):
         return "pointwise"
+    if g == 1 and c <= STEM_CHANNELS:
+        return "stem"
     return None
 
 
@@ -98,8 +110,9 @@ def channels_last(program: Any, protected: set[int]) -> dict[str, int]:
     producer = {s: k for k, st in enumerate(steps) for s in st.outputs}
 
     def activations(k: int) -> list[int]:
+        """The activation slots step ``k`` reads channels-last (a stem's input stays NCHW)."""
         st = steps[k]
-        reads = [st.inputs[0]]
+        reads = [] if kind[k] == "stem" else [st.inputs[0]]
         if st.prim.attrs.get("fused_add") and len(st.inputs) > 3:  # type: ignore[attr-defined]
             reads.append(st.inputs[3])
         return reads
@@ -159,14 +172,18 @@ def channels_last(program: Any, protected: set[int]) -> dict[str, int]:
         prim = step.prim
         assert isinstance(prim, Kernel)
         inputs = list(step.inputs)
-        inputs[0] = twin[inputs[0]]
+        attrs = {**prim.attrs, "layout": NHWC}
+        if kind[k] == "stem":
+            attrs["input_layout"] = "NCHW"
+        else:
+            inputs[0] = twin[inputs[0]]
         inputs[1] = weights[wslot]
-        if len(reads) > 1:
+        if prim.attrs.get("fused_add") and len(inputs) > 3:
             inputs[3] = twin[inputs[3]]
         y = step.outputs[0]
         twin[y] = nhwc_slot(y)
-        out.append(Step(Kernel(prim.op_type, prim.domain, {**prim.attrs, "layout": NHWC},
-                               prim.opset), inputs, [twin[y]], step.origin))
+        out.append(Step(Kernel(prim.op_type, prim.domain, attrs, prim.opset), inputs,
+                        [twin[y]], step.origin))
         if y in protected or readers.get(y, 0) > nhwc_reads.get(y, 0):
             n, c, h, w = slots[y].shape
             out.append(Step(_transpose(n, c, h * w, False), [twin[y]], [y], step.origin))

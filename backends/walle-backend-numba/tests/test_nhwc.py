@@ -78,3 +78,31 @@ def test_geometry_declines_what_it_does_not_cover() -> None:
     assert geo({**base, "group": 2}, (1, 8, 8, 4), (3, 3, 2, 4), (1, 8, 8, 4)) is None
     depthwise = geo({**base, "group": 4}, (1, 8, 8, 4), (3, 3, 1, 4), (1, 8, 8, 4))
     assert depthwise is not None and depthwise.variants() == ["nhwc_depthwise"]
+
+
+@pytest.mark.parametrize("case", [(1, 17, 3, 20, 3, 2, 1, "clip", False),
+                                  (2, 15, 4, 70, 5, 1, 2, "relu", True),
+                                  (1, 12, 3, 48, 7, 2, 3, "", False)])
+def test_direct_stem_reads_nchw_and_writes_nhwc(case: tuple) -> None:
+    n, h, c, m, k, s, p, act, has_res = case
+    x = RNG.standard_normal((n, c, h, h)).astype(np.float32)
+    wt = (RNG.standard_normal((m, c, k, k)) * 0.3).astype(np.float32)
+    b = RNG.standard_normal(m).astype(np.float32)
+    attrs = {"kernel_shape": [k, k], "pads": [p] * 4, "strides": [s, s], "group": 1}
+    oh = (h + 2 * p - k) // s + 1
+    res = RNG.standard_normal((n, m, oh, oh)).astype(np.float32) if has_res else None
+    want = _reference(x, wt, b, attrs, act, res)
+    nattrs = dict(attrs, layout="NHWC", input_layout="NCHW", fused_activation=act)
+    if act == "clip":
+        nattrs["fused_act_params"] = (0.0, 6.0)
+    wh = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    yh = np.full((n, oh, oh, m), np.nan, np.float32)
+    specs = [TensorSpec(x.shape, F32), TensorSpec(wh.shape, F32), TensorSpec(b.shape, F32),
+             TensorSpec(yh.shape, F32)]
+    geo = nhwc.geometry(nattrs, specs[0], specs[1], specs[2], specs[3])
+    assert geo is not None and geo.variants() == ["nhwc_direct"]
+    run = nhwc.plan(nattrs, *specs)
+    assert run is not None
+    for _ in range(2):  # the padded copy's borders stay zero from run to run
+        run(x, wh, b, yh, None if res is None else np.ascontiguousarray(res.transpose(0, 2, 3, 1)))
+        np.testing.assert_allclose(yh.transpose(0, 3, 1, 2), want, rtol=2e-4, atol=2e-4)

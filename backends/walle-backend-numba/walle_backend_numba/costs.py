@@ -39,6 +39,7 @@ CONV_NOTES = {
     "nhwc_pointwise": "channels-last 1x1 conv: the micro-kernel on pixels x channels",
     "nhwc_depthwise": "channels-last depthwise: one vector loop over channels per pixel",
     "nhwc_im2col": "channels-last im2col tiles + the micro-kernel",
+    "nhwc_direct": "NCHW in, NHWC out: the micro-kernel reading a padded input copy in place",
 }
 
 
@@ -130,11 +131,13 @@ def calibrate_extra(time_step: StepTimer) -> dict[str, float]:
     from walle_backend_numba import nhwc
 
     for name, variant, x, w, pad, g in nhwc.CALIBRATION:
-        prim = Kernel("Conv", "", {"kernel_shape": list(w[:2]), "pads": [pad] * 4, "group": g,
-                                   "layout": "NHWC"}, 13)
-        oh, ow = x[1] + 2 * pad - w[0] + 1, x[2] + 2 * pad - w[1] + 1
+        ngeo = nhwc.calibration_geom(variant, x, w, pad, g)
+        attrs = {"kernel_shape": list(w[:2]), "pads": [pad] * 4, "group": g, "layout": "NHWC"}
+        if ngeo.nchw_in:
+            attrs["input_layout"] = "NCHW"
+        prim = Kernel("Conv", "", attrs, 13)
         ins = [TensorSpec(x, f32), TensorSpec(w, f32), None]
-        outs = [TensorSpec((x[0], oh, ow, w[3]), f32)]
+        outs = [TensorSpec((ngeo.n, ngeo.oh, ngeo.ow, ngeo.m), f32)]
         out[f"conv.{name}.{variant}"] = time_step(prim, ins, outs, Algorithm(variant, 0.0))
     # a Linear layer (a BERT encoder's attention output projection) both ways
     mm = MatMul()

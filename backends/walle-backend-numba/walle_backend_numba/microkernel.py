@@ -57,21 +57,43 @@ MR = 8  #: rows of a tile (rows of a weight panel)
 NR = NV * W  #: columns of a tile
 
 
-def _tile(nv: int, with_res: bool, col_bias: bool = False) -> Any:
+def _tile(nv: int, with_res: bool, col_bias: bool = False, indirect: bool = False) -> Any:
     """The micro-kernel for tiles of ``nv`` vectors (the last one masked to ``nr`` columns),
     with or without a residual input, the bias per row of C or (``col_bias``, a Linear
-    layer's) per column. A is row-major, rows ``lda`` elements apart."""
+    layer's) per column. A is row-major, rows ``lda`` elements apart; ``indirect``: element
+    (i, k) of A is at ``a + i * lda + off[k]``, ``off`` an int64 table passed last (an
+    implicit-GEMM convolution reading its input windows in place: no im2col)."""
+    i64 = types.int64
+    params = [i64] * 12 + [types.float32, types.float32] + ([i64] if indirect else [])
+    sig = types.void(*params)
+
+    def typer(*args: Any) -> Any:
+        return sig, _codegen(nv, with_res, col_bias, indirect)
+
+    if indirect:
+        @intrinsic
+        def tile_off(typingctx: Any, pa: Any, lda: Any, pb: Any, ldb: Any, pc: Any, ldc: Any,
+                     kk: Any, mr: Any, nr: Any, pbias: Any, pr: Any, ldr: Any, lo: Any,
+                     hi: Any, poff: Any) -> Any:
+            return typer()
+
+        return tile_off
 
     @intrinsic
     def tile(typingctx: Any, pa: Any, lda: Any, pb: Any, ldb: Any, pc: Any, ldc: Any,
              kk: Any, mr: Any, nr: Any, pbias: Any, pr: Any, ldr: Any, lo: Any,
              hi: Any) -> Any:
-        i64 = types.int64
-        sig = types.void(i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64,
-                         types.float32, types.float32)
+        return typer()
+
+    return tile
+
+
+def _codegen(nv: int, with_res: bool, col_bias: bool, indirect: bool) -> Any:
+    """The LLVM IR of one :func:`_tile` variant."""
+    if True:  # (keeps the body's indentation: it was the intrinsic's closure)
 
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            (pa, lda, pb, ldb, pc, ldc, kk, mr, nr, pbias, pr, ldr, lo, hi) = args
+            (pa, lda, pb, ldb, pc, ldc, kk, mr, nr, pbias, pr, ldr, lo, hi) = args[:14]
             f32, i32, i1 = ir.FloatType(), ir.IntType(32), ir.IntType(1)
             li64 = ir.IntType(64)
             vt = ir.VectorType(f32, W)
@@ -140,8 +162,13 @@ def _tile(nv: int, with_res: bool, col_bias: bool = False) -> Any:
             brow = builder.gep(b0, [builder.mul(k, ldb)])
             bv = [vload(brow, v) for v in range(nv)]
             new = []
+            if indirect:
+                offs = builder.inttoptr(args[14], li64.as_pointer())
+                ka = builder.load(builder.gep(offs, [k]), align=8)
+            else:
+                ka = k
             for i in range(MR):
-                a = builder.load(builder.gep(arows[i], [k]), align=4)
+                a = builder.load(builder.gep(arows[i], [ka]), align=4)
                 s = splat(a)
                 new.append([builder.call(fma, [s, bv[v], accs[i][v]]) for v in range(nv)])
             k1 = builder.add(k, ir.Constant(li64, 1))
@@ -170,9 +197,7 @@ def _tile(nv: int, with_res: bool, col_bias: bool = False) -> Any:
                         vstore(y, crow, v)
             return context.get_dummy_value()
 
-        return sig, codegen
-
-    return tile
+        return codegen
 
 
 _T1, _T2, _T3 = _tile(1, False), _tile(2, False), _tile(3, False)

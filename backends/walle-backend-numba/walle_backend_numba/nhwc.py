@@ -33,7 +33,7 @@ from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS
 from walle_core.ir.primitives import TensorSpec
 
-VARIANTS = ("nhwc_pointwise", "nhwc_depthwise", "nhwc_im2col")
+VARIANTS = ("nhwc_pointwise", "nhwc_depthwise", "nhwc_im2col", "nhwc_direct")
 #: Bytes of im2col rows per tile (kept in the worker's L2 between the copy and the GEMM).
 TILE_BYTES = 256 << 10
 
@@ -60,6 +60,7 @@ class NGeom:
     pw: int
     oh: int
     ow: int
+    nchw_in: bool = False  # the input is NCHW (the chain's first Conv); the output NHWC
 
     @property
     def macs(self) -> int:
@@ -70,6 +71,8 @@ class NGeom:
         return self.g == self.c == self.m and self.cg == 1
 
     def variants(self) -> list[str]:
+        if self.nchw_in:
+            return ["nhwc_direct"] if self.g == 1 else []
         if self.depthwise:
             return ["nhwc_depthwise"]
         if self.g != 1:
@@ -92,7 +95,11 @@ def geometry(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec 
     if any(s.dtype.np != np.float32 for s in (x, w, y)) or \
             (b is not None and (b.dtype.np != np.float32 or b.size != w.shape[3])):
         return None
-    n, h, wd, c = x.shape
+    nchw_in = attrs.get("input_layout") == "NCHW"  # a chain's first Conv reading its input
+    if nchw_in:
+        n, c, h, wd = x.shape
+    else:
+        n, h, wd, c = x.shape
     kh, kw, cg, m = w.shape
     g = int(attrs.get("group", 1))
     s = tuple(int(v) for v in (attrs.get("strides") or (1, 1)))
@@ -104,7 +111,7 @@ def geometry(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec 
     if pads is None:
         return None
     geo = NGeom(n, h, wd, c, m, cg, kh, kw, g, s[0], s[1], pads[0], pads[1], y.shape[1],
-                y.shape[2])
+                y.shape[2], nchw_in)
     return geo if geo.variants() else None
 
 
@@ -216,6 +223,86 @@ def im2col_tiles(x: Any, buf: Any, pw_: int, py: int, pb: int, pr: int, lo: Any,
                                     hi, 1)
 
 
+_D1, _D2, _D3 = (microkernel._tile(v, False, True, True) for v in (1, 2, 3))
+_DR1, _DR2, _DR3 = (microkernel._tile(v, True, True, True) for v in (1, 2, 3))
+_W = microkernel.W
+
+
+@numba.njit(cache=True, inline="always")
+def _direct_tile(a: int, lda: int, pw_: int, c: int, m: int, kk: int, mr: int, n0: int,
+                 pb: int, r: int, lo: Any, hi: Any, poff: int) -> None:  # pragma: no cover
+    nr = min(microkernel.NR, m - n0)
+    b = pw_ + 4 * n0
+    bc = pb + 4 * n0
+    if r != 0:
+        if nr > 2 * _W:
+            _DR3(a, lda, b, m, c, m, kk, mr, nr, bc, r, m, lo, hi, poff)
+        elif nr > _W:
+            _DR2(a, lda, b, m, c, m, kk, mr, nr, bc, r, m, lo, hi, poff)
+        else:
+            _DR1(a, lda, b, m, c, m, kk, mr, nr, bc, r, m, lo, hi, poff)
+    elif nr > 2 * _W:
+        _D3(a, lda, b, m, c, m, kk, mr, nr, bc, 0, 0, lo, hi, poff)
+    elif nr > _W:
+        _D2(a, lda, b, m, c, m, kk, mr, nr, bc, 0, 0, lo, hi, poff)
+    else:
+        _D1(a, lda, b, m, c, m, kk, mr, nr, bc, 0, 0, lo, hi, poff)
+
+
+@dual()
+def direct(pxp: int, row: int, lda: int, poff: int, kk: int, pw_: int, pb: int, py: int,
+           pr: int, m: int, oh: int, ow: int, lo: Any, hi: Any,
+           tasks: int) -> None:  # pragma: no cover
+    """One image as an implicit GEMM: output pixel (p, q) reads its window from the
+    zero-padded input at ``pxp + 4 * (p * row + q * lda) + 4 * off[k]`` (k over the window's
+    taps and channels, in the weights' row order), so nothing is copied into columns. Tiles
+    of 8 pixels of one output row x 48 output channels; task t takes a share of the rows."""
+    for t in numba.prange(tasks):
+        for p in range(t * oh // tasks, (t + 1) * oh // tasks):
+            for q0 in range(0, ow, microkernel.MR):
+                mr = min(microkernel.MR, ow - q0)
+                a = pxp + 4 * (p * row + q0 * lda)
+                c = py + 4 * (p * ow + q0) * m
+                r = pr + 4 * (p * ow + q0) * m if pr != 0 else 0
+                for n0 in range(0, m, microkernel.NR):
+                    _direct_tile(a, lda, pw_, c + 4 * n0, m, kk, mr, n0, pb,
+                                 r + 4 * n0 if r != 0 else 0, lo, hi, poff)
+
+
+def _plan_direct(geo: NGeom, act: int, lo: Any, hi: Any) -> ConvRun:
+    """``nhwc_direct``: the chain's first Conv (an RGB stem), reading its NCHW input through
+    a zero-padded copy and an offset table, writing NHWC; the copy also does the chain's
+    entry transpose's job."""
+    f32 = np.float32
+    hp = (geo.oh - 1) * geo.sh + geo.kh
+    wp = (geo.ow - 1) * geo.sw + geo.kw
+    xp = np.zeros((geo.c, hp, wp), f32)  # borders stay zero; the interior is copied per run
+    rows = min(geo.h, hp - geo.ph)
+    cols = min(geo.w, wp - geo.pw)
+    offs = np.array([c * hp * wp + i * wp + j for i in range(geo.kh) for j in range(geo.kw)
+                     for c in range(geo.cg)], np.int64)
+    kk = offs.size
+    kernel = direct.pick(geo.macs)
+    tasks = max(1, min(numba.get_num_threads() if kernel is direct.parallel else 1, geo.oh))
+    clo, chi = microkernel.clamp_bounds(act, float(lo), float(hi))
+    zero_bias = np.zeros(geo.m, f32)
+    img = 4 * geo.oh * geo.ow * geo.m
+
+    def run_direct(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
+        if not (yb.flags.c_contiguous and wb.flags.c_contiguous and
+                (res is None or res.flags.c_contiguous)):
+            raise ValueError("NHWC Conv buffers must be contiguous")
+        b = zero_bias if bias is None else np.ascontiguousarray(bias.reshape(-1), f32)
+        for i in range(geo.n):
+            xp[:, geo.ph:geo.ph + rows, geo.pw:geo.pw + cols] = xb[i, :, :rows, :cols]
+            pr = 0 if res is None else res.ctypes.data + i * img
+            kernel(xp.ctypes.data, geo.sh * wp, geo.sw, offs.ctypes.data, kk, wb.ctypes.data,
+                   b.ctypes.data, yb.ctypes.data + i * img, pr, geo.m, geo.oh, geo.ow, clo,
+                   chi, tasks)
+
+    return run_direct
+
+
 def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | None,
          y: TensorSpec, variant: str | None = None) -> ConvRun | None:
     """A runner ``(x, w, bias, y, res=None)`` for an NHWC Conv, or None."""
@@ -248,6 +335,10 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
 
         return run_depthwise
 
+    if variant == "nhwc_direct":
+        if act not in (0, 1, 2):
+            return None
+        return _plan_direct(geo, act, lo, hi)
     clo, chi = microkernel.clamp_bounds(act, float(lo), float(hi))
     after = act not in (0, 1, 2)  # sigmoid / tanh: not a clamp
     npx = geo.oh * geo.ow
@@ -316,6 +407,8 @@ def analytic_seconds(geo: NGeom, variant: str, profile: Any) -> float:
         return profile.launch_s + gemm(npx, geo.m, kk)
     if variant == "nhwc_im2col":
         return profile.launch_s + npx * kk * 4 / ew + gemm(npx, geo.m, kk)
+    if variant == "nhwc_direct":  # the padded copy, then the GEMM reading it in place
+        return profile.launch_s + geo.n * geo.c * geo.h * geo.w * 8 / ew + gemm(npx, geo.m, kk)
     raise ValueError(variant)
 
 
@@ -324,6 +417,7 @@ CALIBRATION = (
     ("dw3x3", "nhwc_depthwise", (1, 28, 28, 64), (3, 3, 1, 64), 1, 64),
     ("pw", "nhwc_pointwise", (1, 28, 28, 32), (1, 1, 32, 64), 0, 1),
     ("conv3x3", "nhwc_im2col", (1, 28, 28, 32), (3, 3, 32, 32), 1, 1),
+    ("stem", "nhwc_direct", (1, 3, 56, 56), (3, 3, 3, 32), 1, 1),
 )
 
 
@@ -336,8 +430,18 @@ def efficiency(variant: str, profile: Any) -> float:
         measured = extra.get(f"conv.{name}.{var}")
         if not measured:
             return 1.0
-        geo = NGeom(x[0], x[1], x[2], x[3], w[3], w[2], w[0], w[1], g, 1, 1, pad, pad,
-                    x[1] + 2 * pad - w[0] + 1, x[2] + 2 * pad - w[1] + 1)
+        geo = calibration_geom(var, x, w, pad, g)
         est = analytic_seconds(geo, var, profile)
         return float(min(max(measured / max(est, 1e-12), 0.05), 20.0))
     return 1.0
+
+
+def calibration_geom(variant: str, x: tuple[int, ...], w: tuple[int, ...], pad: int,
+                     g: int) -> NGeom:
+    """The geometry of a CALIBRATION entry (stride 1)."""
+    if variant == "nhwc_direct":  # NCHW input
+        n, c, h, wd = x
+    else:
+        n, h, wd, c = x
+    return NGeom(n, h, wd, c, w[3], w[2], w[0], w[1], g, 1, 1, pad, pad, h + 2 * pad - w[0] + 1,
+                 wd + 2 * pad - w[1] + 1, variant == "nhwc_direct")
