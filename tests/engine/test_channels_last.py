@@ -190,3 +190,26 @@ def test_a_folded_batchnorm_is_no_reason_for_a_chain() -> None:
     stats, steps = _run(_stem_chain(affine_only=True), "numba", cin=3, hw=15)
     assert stats["channels_last_convs"] == 0
     assert _layouts(steps) == ["NCHW"] * 3
+
+
+def test_weights_are_held_once_the_graph_keeps_an_oihw_view_of_the_hwio_copy() -> None:
+    """The pass's HWIO copies replace the session graph's weights (as transposed views), so
+    no weight is held twice; the views hold the same values the model file has."""
+    pytest.importorskip("walle_backend_numba")
+    import onnx
+
+    model = _inverted_residual()
+    proto = onnx.load_from_string(model)
+    original = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    session = Session(model, backend="numba")
+    weights = {v.name: v.const for v in session.graph.initializers if v.name in
+               ("w1", "wd", "w2")}
+    assert len(weights) == 3
+    for name, view in weights.items():
+        np.testing.assert_array_equal(view, original[name])
+        assert not view.flags.c_contiguous  # a view of the kernel's HWIO array
+        assert view.base is not None and view.base.flags.c_contiguous
+        assert view.base.shape == tuple(original[name].shape[i] for i in (2, 3, 1, 0))
+    x = RNG.standard_normal((1, 8, 9, 9)).astype(np.float32)
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(session.run({"x": x})["y"], want[0], rtol=1e-4, atol=1e-4)

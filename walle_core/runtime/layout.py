@@ -34,6 +34,7 @@ for host memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -88,8 +89,16 @@ def _transpose(n: int, c: int, hw: int, to_nhwc: bool) -> Raster:
     return Raster((Region(0, 0, src, 0, dst, (n, c, hw)),))
 
 
-def channels_last(program: Any, protected: set[int]) -> dict[str, int]:
-    """Convert the program's qualifying Conv chains in place; returns counts for the stats."""
+def channels_last(program: Any, protected: set[int],
+                  retire: Callable[[np.ndarray, np.ndarray], None] | None = None
+                  ) -> dict[str, int]:
+    """Convert the program's qualifying Conv chains in place; returns counts for the stats.
+
+    ``retire(old, view)`` is called for each OIHW weight array the program no longer reads
+    once its HWIO copy exists, with ``view``: the same values as ``old`` but a view of the
+    HWIO copy. The session swaps its graph's constant for the view, so the original can be
+    freed at once (weights are not held twice) and a later plan that wants OIHW still has
+    them (transposing the view back to HWIO gives the contiguous copy itself, no new one)."""
     builder = program.builder
     steps: list[Step] = builder.steps
     slots: list[TensorSpec] = builder.slots
@@ -144,6 +153,14 @@ def channels_last(program: Any, protected: set[int]) -> dict[str, int]:
     for k in chosen:
         for s in activations(k):
             nhwc_reads[s] = nhwc_reads.get(s, 0) + 1
+    # readers of each weight slot that stay NCHW (a weight shared with an unconverted Conv
+    # keeps its OIHW array too)
+    weight_readers: dict[int, int] = {}
+    for k, st in enumerate(steps):
+        if k not in chosen:
+            for s in st.inputs:
+                if s in consts:
+                    weight_readers[s] = weight_readers.get(s, 0) + 1
     twin: dict[int, int] = {}  # NCHW slot -> its NHWC slot
     weights: dict[int, int] = {}  # OIHW weight slot -> its HWIO constant slot
     transposes = 0
@@ -169,6 +186,9 @@ def channels_last(program: Any, protected: set[int]) -> dict[str, int]:
         if wslot not in weights:
             hwio = np.ascontiguousarray(np.asarray(consts[wslot]).transpose(2, 3, 1, 0))
             weights[wslot] = builder.const_slot(hwio)
+            if retire is not None and weight_readers.get(wslot, 0) == 0:
+                old = consts.pop(wslot)  # no step reads the OIHW slot any more
+                retire(old, hwio.transpose(3, 2, 0, 1))
         prim = step.prim
         assert isinstance(prim, Kernel)
         inputs = list(step.inputs)

@@ -450,11 +450,12 @@ def dead_code(program: Program) -> None:
 
 def optimize(program: Program, kernel_activations: set[tuple[str, str]] | None = None,
              host_only: bool = False, kernel_adds: set[tuple[str, str]] | None = None,
-             channels_last: bool = False) -> None:
+             channels_last: bool = False, retire: Any = None) -> None:
     """``host_only``: every backend the program may be placed on works in host memory (so
     tensors may live at any offset inside another: in-place concatenation).
     ``channels_last``: every backend running Conv natively runs it channels-last too
-    (``layout.channels_last`` converts chains of depthwise and 1x1 Convs)."""
+    (``layout.channels_last`` converts chains of depthwise and 1x1 Convs; ``retire`` is its
+    callback for the weight arrays it replaces)."""
     apply_aliases(program)
     protected = {program.root(s) for _, s in program.outputs} | set(program.aliases.values())
     rasters_before = sum(1 for s in program.steps if s.prim.kind == "Raster")
@@ -472,7 +473,7 @@ def optimize(program: Program, kernel_activations: set[tuple[str, str]] | None =
     if host_only and channels_last:
         from walle_core.runtime.layout import channels_last as convert
 
-        program.stats.update(convert(program, protected))
+        program.stats.update(convert(program, protected, retire))
         dead_code(program)  # transposes whose readers now read the channels-last tensor
     if host_only:
         program.stats["concats_in_place"] = concat_in_place(program, protected)

@@ -104,9 +104,17 @@ class Session:
                     b.memory_domain == "host" for b in self._view.backends),
                     kernel_adds=self._view.fused_adds(),
                     channels_last=("", "Conv") in self._view.channels_last_ops() and
-                    os.environ.get("WALLE_LAYOUT", "").lower() != "nchw")
+                    os.environ.get("WALLE_LAYOUT", "").lower() != "nchw",
+                    retire=self._retire)
                 self._plans[key] = Executable(program, self._search(program))
         return self._plans[key]
+
+    def _retire(self, old: Any, view: Any) -> None:
+        """The channels-last pass made ``view`` (same values, a view of its HWIO copy) to
+        replace the weight array ``old``: hold that instead, so ``old`` is freed."""
+        for value in self.graph.initializers:
+            if value.const is old:
+                value.const = view
 
     def _search(self, program: Program) -> Placement:
         from walle_core.search import search
