@@ -25,6 +25,9 @@ CASES = [  # n, h, w, c, m, k, stride, pad, group, activation, residual, bias, v
     (1, 14, 14, 64, 128, 1, 2, 0, 1, "", False, True, "nhwc_im2col"),
     (1, 13, 11, 3, 32, 3, 2, 1, 1, "clip", False, True, "nhwc_im2col"),
     (2, 15, 15, 20, 70, 3, 1, 1, 1, "relu", True, True, "nhwc_im2col"),
+    (2, 15, 15, 20, 70, 3, 1, 1, 1, "relu", True, True, "nhwc_direct"),
+    (1, 14, 14, 64, 128, 1, 2, 0, 1, "clip", False, True, "nhwc_direct"),
+    (1, 7, 7, 64, 200, 3, 1, 1, 1, "", True, False, "nhwc_direct"),  # split by panels
 ]
 
 
