@@ -267,7 +267,11 @@ def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int
     # deep enough to matter (K >= 64) the tasks take column tiles instead, each reading its
     # share of B once (64x144x3025 235 -> 189 us, 64x256x3136 433 -> 354; with K < 64 the
     # row split stayed faster: 64x27x12321 174 vs 208)
-    by_rows = nmb >= 2 * chunks and not (n >= 32 * m and k >= 64)
+    # with the bias per column B is the weights (a channels-last 1x1 Conv, a Linear layer):
+    # far more output channels than pixels (MobileNetV2's 7x7 layers: 49 x 960..1280) split
+    # by columns too, each core reading half the weights (219 -> 187 us; at n <= 8 m no gain)
+    by_rows = nmb >= 2 * chunks and not (n >= 32 * m and k >= 64) and \
+        not (col_bias and n > 8 * m)
     for t in numba.prange(chunks):
         if by_rows:
             for p in range(npan):
