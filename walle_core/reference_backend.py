@@ -98,7 +98,8 @@ class ReferenceBackend(ExecutionBackend):
         return reference_native_ops()  # added after any kernel, before the activation
 
     def channels_last_ops(self) -> set[tuple[str, str]]:
-        return {("", "Conv")}  # transposed to NCHW around the numpy Conv (``kernel``)
+        # transposed to NCHW around the numpy kernels (``kernel``)
+        return {("", "Conv"), ("", "GlobalAveragePool"), ("", "GlobalMaxPool")}
 
     def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
                    outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
@@ -236,8 +237,11 @@ def kernel(prim: Kernel, ins: list[Any], outs: list[Any]) -> None:
         residual, ins = ins[-1], list(ins[:-1])
         while ins and ins[-1] is None:
             ins.pop()
-    nhwc = prim.attrs.get("layout") == "NHWC"  # a channels-last Conv (runtime/layout.py)
-    if nhwc:
+    nhwc = prim.attrs.get("layout") == "NHWC"  # channels-last (runtime/layout.py)
+    if nhwc and prim.op_type != "Conv":  # a global pool: [N, C, 1, 1] out either way
+        ins = [np.asarray(ins[0]).transpose(0, 3, 1, 2)]
+        nhwc = False
+    elif nhwc:
         x = np.asarray(ins[0])  # NCHW already for a chain's first Conv (input_layout)
         ins = [x if prim.attrs.get("input_layout") == "NCHW" else x.transpose(0, 3, 1, 2),
                np.asarray(ins[1]).transpose(3, 2, 0, 1), *ins[2:]]

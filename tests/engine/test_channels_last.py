@@ -71,11 +71,15 @@ def test_inverted_residual_runs_channels_last(stride: int) -> None:
     stats, steps = _run(_inverted_residual(stride=stride), "numba")
     assert stats["channels_last_convs"] == 3
     assert _layouts(steps) == ["NHWC"] * 3
-    # one transpose in (x, read by the expand and, at stride 1, as the project's residual)
-    # and one out (the pool reads the chain's end)
-    assert stats["layout_transposes"] == 2
+    # one transpose in (x, read by the expand and, at stride 1, as the project's residual);
+    # none out: the global pool reads the chain's end channels-last
+    assert stats["layout_transposes"] == 1
+    assert stats["channels_last_pools"] == 1
     rasters = [s for s in steps if s.prim.kind == "Raster"]
-    assert len(rasters) == 2
+    assert len(rasters) == 1
+    pool = [s for s in steps if s.prim.kind == "Kernel" and
+            s.prim.op_type == "GlobalAveragePool"]
+    assert pool[0].prim.attrs["layout"] == "NHWC"
     residual = [s for s in steps if s.prim.kind == "Kernel" and s.prim.attrs.get("fused_add")]
     assert len(residual) == (1 if stride == 1 else 0)
 
@@ -84,7 +88,7 @@ def test_batch_of_two_and_an_extra_output_transposed_back() -> None:
     pytest.importorskip("walle_backend_numba")
     stats, steps = _run(_inverted_residual(batch=2, extra_output=True), "numba", batch=2)
     assert stats["channels_last_convs"] == 3
-    assert stats["layout_transposes"] == 3  # in, the pool's input, the extra output
+    assert stats["layout_transposes"] == 2  # in, and the extra output back to NCHW
 
 
 def test_chains_without_a_depthwise_conv_stay_nchw() -> None:
@@ -213,3 +217,27 @@ def test_weights_are_held_once_the_graph_keeps_an_oihw_view_of_the_hwio_copy() -
     x = RNG.standard_normal((1, 8, 9, 9)).astype(np.float32)
     want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_allclose(session.run({"x": x})["y"], want[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
+def test_reference_and_numba_global_pools_read_channels_last(op: str) -> None:
+    """A global pool at a chain's end reads [N, H, W, C] and writes [N, C, 1, 1]."""
+    pytest.importorskip("walle_backend_numba")
+    from walle_backend_numba import nnops
+
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import Kernel, TensorSpec
+    from walle_core.reference_backend import kernel
+
+    x = RNG.standard_normal((2, 5, 7, 24)).astype(np.float32)
+    want = x.max(axis=(1, 2)) if op == "GlobalMaxPool" else x.mean(axis=(1, 2))
+    ref = np.empty((2, 24, 1, 1), np.float32)
+    kernel(Kernel(op, "", {"layout": "NHWC"}, 13), [x], [ref])
+    np.testing.assert_allclose(ref[:, :, 0, 0], want, rtol=1e-5, atol=1e-6)
+    f32 = from_numpy(np.float32)
+    run = nnops.plan(op, {"layout": "NHWC"}, 13, [TensorSpec(x.shape, f32)],
+                     [TensorSpec((2, 24, 1, 1), f32)])
+    assert run is not None
+    got = np.full((2, 24, 1, 1), np.nan, np.float32)
+    run([x], [got])
+    np.testing.assert_allclose(got[:, :, 0, 0], want, rtol=1e-5, atol=1e-6)

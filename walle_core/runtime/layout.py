@@ -89,16 +89,24 @@ def _transpose(n: int, c: int, hw: int, to_nhwc: bool) -> Raster:
     return Raster((Region(0, 0, src, 0, dst, (n, c, hw)),))
 
 
+GLOBAL_POOLS = ("GlobalAveragePool", "GlobalMaxPool")
+
+
 def channels_last(program: Any, protected: set[int],
-                  retire: Callable[[np.ndarray, np.ndarray], None] | None = None
-                  ) -> dict[str, int]:
+                  retire: Callable[[np.ndarray, np.ndarray], None] | None = None,
+                  ops: set[tuple[str, str]] | None = None) -> dict[str, int]:
     """Convert the program's qualifying Conv chains in place; returns counts for the stats.
 
     ``retire(old, view)`` is called for each OIHW weight array the program no longer reads
     once its HWIO copy exists, with ``view``: the same values as ``old`` but a view of the
     HWIO copy. The session swaps its graph's constant for the view, so the original can be
     freed at once (weights are not held twice) and a later plan that wants OIHW still has
-    them (transposing the view back to HWIO gives the contiguous copy itself, no new one)."""
+    them (transposing the view back to HWIO gives the contiguous copy itself, no new one).
+
+    ``ops``: the ops every backend runs channels-last (default: Conv only). With
+    GlobalAveragePool / GlobalMaxPool among them, a global pool reading a chain's output
+    reads it channels-last (``attrs["layout"] = "NHWC"``) and writes its usual [N, C, 1, 1]
+    output, the same bytes in either layout: the chain needs no exit transpose there."""
     builder = program.builder
     steps: list[Step] = builder.steps
     slots: list[TensorSpec] = builder.slots
@@ -115,7 +123,7 @@ def channels_last(program: Any, protected: set[int],
         if not any(s in placed for s in io):
             kind[k] = found
     if not kind:
-        return {"channels_last_convs": 0, "layout_transposes": 0}
+        return {"channels_last_convs": 0, "channels_last_pools": 0, "layout_transposes": 0}
     producer = {s: k for k, st in enumerate(steps) for s in st.outputs}
 
     def activations(k: int) -> list[int]:
@@ -145,14 +153,24 @@ def channels_last(program: Any, protected: set[int],
     chosen = {k for members in groups.values() if len(members) >= 2 and
               any(kind[k] == "depthwise" for k in members) for k in members}
     if not chosen:
-        return {"channels_last_convs": 0, "layout_transposes": 0}
+        return {"channels_last_convs": 0, "channels_last_pools": 0, "layout_transposes": 0}
 
+    # global pools reading a chain's output read it channels-last
+    chain_out = {steps[k].outputs[0] for k in chosen}
+    pools = {k for k, st in enumerate(steps)
+             if isinstance(st.prim, Kernel) and st.prim.domain == "" and
+             st.prim.op_type in GLOBAL_POOLS and ("", st.prim.op_type) in (ops or set()) and
+             len(st.inputs) == 1 and st.inputs[0] in chain_out and len(st.outputs) == 1 and
+             len(slots[st.inputs[0]].shape) == 4 and st.prim.attrs.get("layout") is None}
     # which outputs of converted Convs something else reads in NCHW (or the caller sees)
     readers: dict[int, int] = consumers(steps)
     nhwc_reads: dict[int, int] = {}
     for k in chosen:
         for s in activations(k):
             nhwc_reads[s] = nhwc_reads.get(s, 0) + 1
+    for k in pools:
+        s = steps[k].inputs[0]
+        nhwc_reads[s] = nhwc_reads.get(s, 0) + 1
     # readers of each weight slot that stay NCHW (a weight shared with an unconverted Conv
     # keeps its OIHW array too)
     weight_readers: dict[int, int] = {}
@@ -172,6 +190,13 @@ def channels_last(program: Any, protected: set[int],
         return builder.new_slot((n, h, w, c), spec.dtype)
 
     for k, step in enumerate(steps):
+        if k in pools:
+            pool = step.prim
+            assert isinstance(pool, Kernel)
+            out.append(Step(Kernel(pool.op_type, pool.domain, {**pool.attrs, "layout": NHWC},
+                                   pool.opset), [twin[step.inputs[0]]], list(step.outputs),
+                            step.origin))
+            continue
         if k not in chosen:
             out.append(step)
             continue
@@ -210,4 +235,5 @@ def channels_last(program: Any, protected: set[int],
             transposes += 1
     builder.steps = out
     fuse_rasters(builder.steps, slots, program.aliases)
-    return {"channels_last_convs": len(chosen), "layout_transposes": transposes}
+    return {"channels_last_convs": len(chosen), "channels_last_pools": len(pools),
+            "layout_transposes": transposes}

@@ -103,8 +103,8 @@ class Session:
                 optimize(program, self._view.fused_activations(), host_only=all(
                     b.memory_domain == "host" for b in self._view.backends),
                     kernel_adds=self._view.fused_adds(),
-                    channels_last=("", "Conv") in self._view.channels_last_ops() and
-                    os.environ.get("WALLE_LAYOUT", "").lower() != "nchw",
+                    channels_last=self._view.channels_last_ops() if
+                    os.environ.get("WALLE_LAYOUT", "").lower() != "nchw" else False,
                     retire=self._retire)
                 self._plans[key] = Executable(program, self._search(program))
         return self._plans[key]

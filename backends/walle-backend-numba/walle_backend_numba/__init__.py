@@ -123,8 +123,9 @@ class NumbaBackend(_Base):
         return {("", "Conv")}
 
     def channels_last_ops(self) -> set[tuple[str, str]]:
-        """Depthwise and group-1 Convs on NHWC tensors (``nhwc.py``)."""
-        return {("", "Conv")}
+        """Depthwise and group-1 Convs on NHWC tensors (``nhwc.py``), and global pools
+        reading them (``nnops.global_pool_nhwc``)."""
+        return {("", "Conv"), ("", "GlobalAveragePool"), ("", "GlobalMaxPool")}
 
     def native_ops(self) -> set[tuple[str, str]]:
         """numba kernels for Conv, pooling, softmax, layer norm; every other composite op runs

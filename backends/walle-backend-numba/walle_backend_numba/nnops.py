@@ -219,6 +219,26 @@ def global_pool(x: Any, y: Any, is_max: bool) -> None:  # pragma: no cover
             y[r] = s / n
 
 
+@dual(fastmath=SAFE_MATH)
+def global_pool_nhwc(x: Any, y: Any, is_max: bool) -> None:  # pragma: no cover
+    """y[n, :] = mean or max over the pixels of x[n] ([N, H*W, C]): one vector loop over
+    channels per pixel (a channels-last chain's end, runtime/layout.py)."""
+    n_, hw, c_ = x.shape
+    for n in numba.prange(n_):
+        for ch in range(c_):
+            y[n, ch] = x[n, 0, ch]
+        for p in range(1, hw):
+            if is_max:
+                for ch in range(c_):
+                    y[n, ch] = max(y[n, ch], x[n, p, ch])
+            else:
+                for ch in range(c_):
+                    y[n, ch] += x[n, p, ch]
+        if not is_max:
+            for ch in range(c_):
+                y[n, ch] /= hw
+
+
 def _ints(value: Any, n: int, default: int) -> list[int]:
     return [int(v) for v in value] if value else [default] * n
 
@@ -250,6 +270,15 @@ def plan_pool(op: str, attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
               outs: Sequence[TensorSpec]) -> Run | None:
     x, y = ins[0], outs[0]
     if x is None or len(outs) != 1 or x.dtype != y.dtype or x.dtype.np.name not in FLOATS:
+        return None
+    if op in ("GlobalAveragePool", "GlobalMaxPool") and attrs.get("layout") == "NHWC":
+        if len(x.shape) != 4 or x.size == 0 or y.shape != (x.shape[0], x.shape[3], 1, 1):
+            return None
+        n_, hw, c_ = x.shape[0], x.shape[1] * x.shape[2], x.shape[3]
+        glob_cl = global_pool_nhwc.pick(x.size)
+        is_max = op == "GlobalMaxPool"
+        return lambda i, o: glob_cl(i[0].reshape(n_, hw, c_), o[0].reshape(n_, c_), is_max)
+    if attrs.get("layout"):
         return None
     if op in ("GlobalAveragePool", "GlobalMaxPool"):
         if len(x.shape) < 3 or x.size == 0:
