@@ -47,6 +47,13 @@ POOLS = [
     ((2, 6, 17, 15), {"kernel_shape": [2, 3], "pads": [0, 1, 1, 0]}),
     ((1, 8, 16, 16), {"kernel_shape": [3, 3]}),
     ((1, 9, 19, 18), {"kernel_shape": [3, 2], "auto_pad": "SAME_UPPER"}),
+    # 3x3, stride 1, pad 1 (pool3_same's flat loops), down to one row or column, and -inf
+    ((2, 5, 7, 7), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ((1, 3, 1, 6), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ((1, 3, 5, 1), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    ((1, 3, 2, 2), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ((1, 3, 2, 3), {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1],
+                    "count_include_pad": 1}),
 ]
 
 
