@@ -28,6 +28,11 @@ SHAPES = [
     ((1, 4, 8, 8), (6, 4, 3, 3), {"dilations": [2, 2], "auto_pad": "SAME_UPPER"}),
     ((1, 3, 17, 16), (8, 3, 3, 3), {"strides": [2, 2], "pads": [1, 0, 1, 1]}),  # an RGB stem
     ((2, 2, 11, 13), (5, 2, 3, 3), {"strides": [2, 1], "pads": [1, 1, 0, 2]}),
+    # stems (<= 4 input channels: direct_mk too), stride 2 and 3, 7x7, an output row
+    # wider than one 48-pixel tile
+    ((1, 3, 23, 101), (20, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((2, 3, 19, 21), (9, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),
+    ((1, 4, 13, 14), (17, 4, 3, 3), {"strides": [3, 3], "pads": [0, 1, 2, 0]}),
 ]
 
 
@@ -88,6 +93,8 @@ def test_every_variant_matches_reference(xs: tuple[int, ...], ws: tuple[int, ...
     if ws[2:] == (3, 3) and attrs.get("group", 1) == 1 and "strides" not in attrs \
             and "dilations" not in attrs:
         assert {"im2col", "winograd2", "winograd4"} <= set(names)
+    if xs[1] <= 4 and attrs.get("group", 1) == 1 and "dilations" not in attrs:
+        assert "direct_mk" in names  # a stem: the implicit GEMM is offered
     for name in names:
         tol = 1e-3 if name == "winograd4" else 1e-4
         got = _run(numba_backend, prim, ins, out, Algorithm(name, 0.0))
@@ -194,7 +201,8 @@ def test_every_variant_adds_a_fused_residual(act: str) -> None:
 
     for xs, ws, attrs in [((1, 6, 9, 10), (5, 6, 3, 3), {"pads": [1, 1, 1, 1]}),
                           ((1, 6, 9, 10), (6, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 6}),
-                          ((1, 6, 9, 10), (5, 6, 1, 1), {})]:
+                          ((1, 6, 9, 10), (5, 6, 1, 1), {}),
+                          ((1, 3, 9, 10), (5, 3, 3, 3), {"pads": [1, 1, 1, 1]})]:  # a stem
         x = RNG.standard_normal(xs).astype(np.float32)
         w = RNG.standard_normal(ws).astype(np.float32)
         b = RNG.standard_normal(ws[0]).astype(np.float32)

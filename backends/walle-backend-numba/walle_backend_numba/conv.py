@@ -45,7 +45,9 @@ from walle_backend_numba.pool import bias_act, bias_act_rows, sgemm
 from walle_core.ir.primitives import TensorSpec
 
 VARIANTS = ("pointwise", "pointwise_mk", "depthwise", "depthwise_cl", "im2col",
-            "im2col_mk", "im2col_tiles", "winograd2", "winograd4")
+            "im2col_mk", "im2col_tiles", "winograd2", "winograd4", "direct_mk")
+#: Input channels up to which a group-1 Conv (an RGB stem) is offered ``direct_mk``.
+DIRECT_CHANNELS = 4
 ConvRun = Callable[..., None]  # (x, w, bias or None, y, residual or None)
 
 
@@ -577,6 +579,125 @@ def winograd_output(mm: Any, y: Any, m: int, bias: Any, has_bias: bool, act: int
                         y[c, row, col] = _act1(out[i, col, c], act, lo, hi)
 
 
+# ---- direct (implicit GEMM) for stems ---------------------------------------------------------
+
+_B1, _B2, _B3 = (microkernel._tile(v, False, False, "b") for v in (1, 2, 3))
+_BR1, _BR2, _BR3 = (microkernel._tile(v, True, False, "b") for v in (1, 2, 3))
+_MW = microkernel.W
+
+
+@numba.njit(cache=True, inline="always")
+def _direct_tile(a: int, k: int, b: int, c: int, ldc: int, mr: int, nr: int, pb: int,
+                 r: int, lo: Any, hi: Any, poff: int) -> None:  # pragma: no cover
+    if r != 0:
+        if nr > 2 * _MW:
+            _BR3(a, k, b, 0, c, ldc, k, mr, nr, pb, r, ldc, lo, hi, poff)
+        elif nr > _MW:
+            _BR2(a, k, b, 0, c, ldc, k, mr, nr, pb, r, ldc, lo, hi, poff)
+        else:
+            _BR1(a, k, b, 0, c, ldc, k, mr, nr, pb, r, ldc, lo, hi, poff)
+    elif nr > 2 * _MW:
+        _B3(a, k, b, 0, c, ldc, k, mr, nr, pb, 0, 0, lo, hi, poff)
+    elif nr > _MW:
+        _B2(a, k, b, 0, c, ldc, k, mr, nr, pb, 0, 0, lo, hi, poff)
+    else:
+        _B1(a, k, b, 0, c, ldc, k, mr, nr, pb, 0, 0, lo, hi, poff)
+
+
+@dual()
+def phase_split(x: Any, planes: Any, ph: int, pw: int, sh: int, sw: int) -> None:
+    """planes[c, a * sw + b, r, t] = x[c, r * sh + a - ph, t * sw + b - pw] where that is
+    inside x (the rest of ``planes`` is the zero padding, written once by the caller)."""
+    c_, h, w = x.shape
+    prow, pcol = planes.shape[2], planes.shape[3]
+    for c in numba.prange(c_):
+        for a in range(sh):
+            for bb in range(sw):
+                ph_ = a * sw + bb
+                for r in range(prow):
+                    ih = r * sh + a - ph
+                    if ih < 0 or ih >= h:
+                        continue
+                    # t with 0 <= t * sw + bb - pw < w
+                    t0 = max(0, (pw - bb + sw - 1) // sw)
+                    t1 = min(pcol, (w - 1 + pw - bb) // sw + 1)
+                    s0 = max(t0 * sw + bb - pw, 0)
+                    d0 = max(t0, 0)
+                    if sw == 1:
+                        for t in range(t1 - t0):
+                            planes[c, ph_, r, d0 + t] = x[c, ih, s0 + t]
+                    elif sw == 2:
+                        for t in range(t1 - t0):
+                            planes[c, ph_, r, d0 + t] = x[c, ih, s0 + 2 * t]
+                    else:
+                        for t in range(t1 - t0):
+                            planes[c, ph_, r, d0 + t] = x[c, ih, s0 + t * sw]
+
+
+@dual()
+def direct_mk(pa: int, k: int, pplanes: int, pcol: int, poff: int, py: int, pbias: int,
+              pr: int, m: int, oh: int, ow: int, lo: Any, hi: Any,
+              tasks: int) -> None:  # pragma: no cover
+    """One image as an implicit GEMM on NCHW: tiles of 8 output channels x 48 pixels of one
+    output row; row k of the tile's B (tap (i, j) of channel c) is 48 consecutive values of
+    that tap's stride phase plane, ``off[k]`` from the row's base, so nothing is copied into
+    columns. Task t takes a share of the output rows."""
+    nmb = (m + microkernel.MR - 1) // microkernel.MR
+    npx = oh * ow
+    for t in numba.prange(tasks):
+        for p in range(t * oh // tasks, (t + 1) * oh // tasks):
+            for q0 in range(0, ow, microkernel.NR):
+                nr = min(microkernel.NR, ow - q0)
+                b = pplanes + 4 * (p * pcol + q0)
+                for mb in range(nmb):
+                    m0 = mb * microkernel.MR
+                    mr = min(microkernel.MR, m - m0)
+                    off = 4 * (m0 * npx + p * ow + q0)
+                    _direct_tile(pa + 4 * m0 * k, k, b, py + off, npx, mr, nr,
+                                 pbias + 4 * m0, pr + off if pr != 0 else 0, lo, hi, poff)
+
+
+def _build_direct(geo: Geom, act: int, lo: Any, hi: Any, post: Any) -> ConvRun:
+    """``direct_mk``: a stem (at most ``DIRECT_CHANNELS`` input channels, group 1) as an
+    implicit GEMM: the input split once per run into zero-padded stride-phase planes, then
+    the micro-kernel reading each tap's 48 consecutive pixels straight from its plane."""
+    f32 = np.float32
+    sh, sw = geo.sh, geo.sw
+    hp = (geo.oh - 1) * sh + geo.kh
+    wp = (geo.ow - 1) * sw + geo.kw
+    prow, pcol = -(-hp // sh), -(-wp // sw) + microkernel.NR  # slack: a tile's masked tail
+    planes = np.zeros((geo.c, sh * sw, prow, pcol), f32)
+    plane = prow * pcol
+    offs = np.array([(c * sh * sw + (i % sh) * sw + j % sw) * plane + (i // sh) * pcol + j // sw
+                     for c in range(geo.c) for i in range(geo.kh) for j in range(geo.kw)],
+                    np.int64)
+    k = offs.size
+    split = phase_split.pick(geo.c * geo.h * geo.w)
+    kernel = direct_mk.pick(geo.macs)
+    tasks = max(1, min(numba.get_num_threads() if kernel is direct_mk.parallel else 1, geo.oh))
+    clo, chi = microkernel.clamp_bounds(act, float(lo), float(hi))
+    after = act not in (0, 1, 2)  # sigmoid / tanh: not a clamp, one pass after
+    zero_bias = np.zeros(geo.m, f32)
+    img = 4 * geo.m * geo.oh * geo.ow
+
+    def run_direct(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
+        w = np.ascontiguousarray(wb, f32)
+        b = zero_bias if bias is None else np.ascontiguousarray(bias.reshape(-1), f32)
+        if not yb.flags.c_contiguous or (res is not None and not res.flags.c_contiguous):
+            raise ValueError("direct_mk needs contiguous output and residual")
+        for i in range(geo.n):
+            split(xb[i], planes, geo.ph, geo.pw, sh, sw)
+            pr = 0 if res is None else res.ctypes.data + i * img
+            kernel(w.ctypes.data, k, planes.ctypes.data, pcol, offs.ctypes.data,
+                   yb.ctypes.data + i * img, b.ctypes.data, pr, geo.m, geo.oh, geo.ow, clo, chi,
+                   tasks)
+        if after:
+            post(yb.reshape(geo.n * geo.m, geo.oh * geo.ow), f32(1), zero_bias, NO_BIAS, f32(0),
+                 act, lo, hi, geo.m)
+
+    return run_direct
+
+
 # ---- scratch -----------------------------------------------------------------------------------
 
 class _Scratch(threading.local):
@@ -672,6 +793,9 @@ class Geom:
             out.append("im2col_tiles")
         if (self.kh, self.kw, self.sh, self.sw, self.dh, self.dw, self.g) == (3, 3, 1, 1, 1, 1, 1):
             out += ["winograd2", "winograd4"]
+        if f32 and self.g == 1 and self.c <= DIRECT_CHANNELS and (self.dh, self.dw) == (1, 1) \
+                and self.kh * self.kw > 1:
+            out.append("direct_mk")
         return out
 
 
@@ -858,6 +982,8 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
 
     if variant in ("pointwise_mk", "im2col_mk"):
         return _build_mk(geo, variant, act, lo, hi, post)
+    if variant == "direct_mk":
+        return _build_direct(geo, act, lo, hi, post)
 
     if variant == "im2col_tiles":
         kk = cg * kh * kw
@@ -1123,6 +1249,9 @@ def analytic_seconds(geo: Geom, variant: str, profile: Any) -> float:
         col = geo.cg * geo.kh * geo.kw * geo.oh * geo.ow
         return (profile.launch_s + geo.n * geo.g * col * item / ew
                 + gemm(geo.mg, rows * geo.ow, kk, geo.n * geo.g * ntiles))
+    if variant == "direct_mk":  # the stride-phase copy of the input, then the GEMM in place
+        return (profile.launch_s + geo.n * geo.c * geo.h * geo.w * item * 2 / ew
+                + gemm(geo.m, geo.oh * geo.ow, geo.c * geo.kh * geo.kw, geo.n))
     if variant in ("winograd2", "winograd4"):
         mt = 2 if variant == "winograd2" else 4
         a = mt + 2
@@ -1150,6 +1279,7 @@ CALIBRATION = (
     ("dw3x3", "depthwise_cl", (1, 64, 28, 28), (64, 1, 3, 3), 1),
     ("pw", "pointwise", (1, 32, 28, 28), (64, 32, 1, 1), 0),
     ("pw", "pointwise_mk", (1, 32, 28, 28), (64, 32, 1, 1), 0),
+    ("stem", "direct_mk", (1, 3, 56, 56), (32, 3, 3, 3), 1),
 )
 
 

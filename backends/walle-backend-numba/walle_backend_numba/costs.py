@@ -21,10 +21,10 @@ from walle_core.backend import Algorithm, StepTimer
 from walle_core.ir.dtypes import from_numpy
 from walle_core.ir.primitives import Kernel, MatMul, Step, TensorSpec
 
-# 6: channels-last Convs (nhwc.py); 5: micro-kernel GEMM variants (microkernel.py);
+# 7: direct_mk stems; 6: channels-last Convs (nhwc.py); 5: micro-kernel GEMM variants (microkernel.py);
 # 4: im2col_tiles; 3: GEMMs and kernels on one numba pool (pool.py)
 #: Bumped when kernels change enough that cached calibrations are stale.
-KERNELS_VERSION = 6
+KERNELS_VERSION = 7
 
 CONV_NOTES = {
     "pointwise": "1x1 conv as GEMM on NCHW",
@@ -36,6 +36,7 @@ CONV_NOTES = {
     "im2col_tiles": "im2col + GEMM + epilogue per tile of output rows, each a pool task",
     "winograd2": "Winograd F(2x2,3x3): 16 GEMMs on transformed tiles",
     "winograd4": "Winograd F(4x4,3x3): 36 GEMMs on transformed tiles",
+    "direct_mk": "implicit GEMM on stride-phase planes of the input (a stem), no im2col",
     "nhwc_pointwise": "channels-last 1x1 conv: the micro-kernel on pixels x channels",
     "nhwc_depthwise": "channels-last depthwise: one vector loop over channels per pixel",
     "nhwc_im2col": "channels-last im2col tiles + the micro-kernel",

@@ -57,12 +57,15 @@ MR = 8  #: rows of a tile (rows of a weight panel)
 NR = NV * W  #: columns of a tile
 
 
-def _tile(nv: int, with_res: bool, col_bias: bool = False, indirect: bool = False) -> Any:
+def _tile(nv: int, with_res: bool, col_bias: bool = False, indirect: bool | str = False
+          ) -> Any:
     """The micro-kernel for tiles of ``nv`` vectors (the last one masked to ``nr`` columns),
     with or without a residual input, the bias per row of C or (``col_bias``, a Linear
     layer's) per column. A is row-major, rows ``lda`` elements apart; ``indirect``: element
     (i, k) of A is at ``a + i * lda + off[k]``, ``off`` an int64 table passed last (an
-    implicit-GEMM convolution reading its input windows in place: no im2col)."""
+    implicit-GEMM convolution reading its input windows in place: no im2col);
+    ``indirect="b"``: row k of B is at ``b + off[k]`` instead (an NCHW implicit GEMM whose
+    columns are output pixels: each k is a tap and channel of a padded, stride-split input)."""
     i64 = types.int64
     params = [i64] * 12 + [types.float32, types.float32] + ([i64] if indirect else [])
     sig = types.void(*params)
@@ -159,10 +162,16 @@ def _codegen(nv: int, with_res: bool, col_bias: bool, indirect: bool) -> Any:
             for row in accs:
                 for p in row:
                     p.add_incoming(zero, pre)
-            brow = builder.gep(b0, [builder.mul(k, ldb)])
-            bv = [vload(brow, v) for v in range(nv)]
             new = []
-            if indirect:
+            if indirect == "b":
+                offs = builder.inttoptr(args[14], li64.as_pointer())
+                brow = builder.gep(b0, [builder.load(builder.gep(offs, [k]), align=8)])
+            else:
+                brow = builder.gep(b0, [builder.mul(k, ldb)])
+            bv = [vload(brow, v) for v in range(nv)]
+            if indirect == "b":
+                ka = k
+            elif indirect:
                 offs = builder.inttoptr(args[14], li64.as_pointer())
                 ka = builder.load(builder.gep(offs, [k]), align=8)
             else:
