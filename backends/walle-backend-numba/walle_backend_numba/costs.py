@@ -21,8 +21,8 @@ from walle_core.backend import Algorithm, StepTimer
 from walle_core.ir.dtypes import from_numpy
 from walle_core.ir.primitives import Kernel, MatMul, Step, TensorSpec
 
-# 7: direct_mk stems; 6: channels-last Convs (nhwc.py); 5: micro-kernel GEMM variants (microkernel.py);
-# 4: im2col_tiles; 3: GEMMs and kernels on one numba pool (pool.py)
+# 7: direct_mk stems; 6: channels-last Convs (nhwc.py); 5: micro-kernel GEMM variants
+# (microkernel.py); 4: im2col_tiles; 3: GEMMs and kernels on one numba pool (pool.py)
 #: Bumped when kernels change enough that cached calibrations are stale.
 KERNELS_VERSION = 7
 
