@@ -90,6 +90,13 @@ def _transpose(n: int, c: int, hw: int, to_nhwc: bool) -> Raster:
 
 
 GLOBAL_POOLS = ("GlobalAveragePool", "GlobalMaxPool")
+NOTHING = {"channels_last_convs": 0, "channels_last_pools": 0, "layout_transposes": 0}
+
+
+def _residual(step: Step) -> list[int]:
+    """The fused residual input of a Conv step (``attrs["fused_add"]``), as a list."""
+    fused = step.prim.attrs.get("fused_add")  # type: ignore[attr-defined]
+    return [step.inputs[3]] if fused and len(step.inputs) > 3 else []
 
 
 def channels_last(program: Any, protected: set[int],
@@ -117,22 +124,16 @@ def channels_last(program: Any, protected: set[int],
         found = convertible(step, slots, consts)
         if found is None:
             continue
-        io = [step.inputs[0], step.outputs[0]]
-        if step.prim.attrs.get("fused_add") and len(step.inputs) > 3:  # type: ignore[attr-defined]
-            io.append(step.inputs[3])
-        if not any(s in placed for s in io):
+        if not any(s in placed for s in (step.inputs[0], step.outputs[0], *_residual(step))):
             kind[k] = found
     if not kind:
-        return {"channels_last_convs": 0, "channels_last_pools": 0, "layout_transposes": 0}
+        return dict(NOTHING)
     producer = {s: k for k, st in enumerate(steps) for s in st.outputs}
 
     def activations(k: int) -> list[int]:
         """The activation slots step ``k`` reads channels-last (a stem's input stays NCHW)."""
         st = steps[k]
-        reads = [] if kind[k] == "stem" else [st.inputs[0]]
-        if st.prim.attrs.get("fused_add") and len(st.inputs) > 3:  # type: ignore[attr-defined]
-            reads.append(st.inputs[3])
-        return reads
+        return ([] if kind[k] == "stem" else [st.inputs[0]]) + _residual(st)
 
     parent = {k: k for k in kind}
 
@@ -153,7 +154,7 @@ def channels_last(program: Any, protected: set[int],
     chosen = {k for members in groups.values() if len(members) >= 2 and
               any(kind[k] == "depthwise" for k in members) for k in members}
     if not chosen:
-        return {"channels_last_convs": 0, "channels_last_pools": 0, "layout_transposes": 0}
+        return dict(NOTHING)
 
     # global pools reading a chain's output read it channels-last
     chain_out = {steps[k].outputs[0] for k in chosen}
@@ -223,7 +224,7 @@ def channels_last(program: Any, protected: set[int],
         else:
             inputs[0] = twin[inputs[0]]
         inputs[1] = weights[wslot]
-        if prim.attrs.get("fused_add") and len(inputs) > 3:
+        if _residual(step):
             inputs[3] = twin[inputs[3]]
         y = step.outputs[0]
         twin[y] = nhwc_slot(y)

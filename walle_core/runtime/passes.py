@@ -450,13 +450,12 @@ def dead_code(program: Program) -> None:
 
 def optimize(program: Program, kernel_activations: set[tuple[str, str]] | None = None,
              host_only: bool = False, kernel_adds: set[tuple[str, str]] | None = None,
-             channels_last: set[tuple[str, str]] | bool = False, retire: Any = None) -> None:
+             channels_last: set[tuple[str, str]] | None = None, retire: Any = None) -> None:
     """``host_only``: every backend the program may be placed on works in host memory (so
     tensors may live at any offset inside another: in-place concatenation).
     ``channels_last``: the ops every backend running them natively also runs channels-last
     (``layout.channels_last`` converts chains of depthwise and 1x1 Convs when Conv is one;
-    ``True`` means Conv only; ``retire`` is its callback for the weight arrays it
-    replaces)."""
+    ``retire`` is its callback for the weight arrays it replaces)."""
     apply_aliases(program)
     protected = {program.root(s) for _, s in program.outputs} | set(program.aliases.values())
     rasters_before = sum(1 for s in program.steps if s.prim.kind == "Raster")
@@ -471,11 +470,10 @@ def optimize(program: Program, kernel_activations: set[tuple[str, str]] | None =
                                                               kernel_adds or set())
     program.stats["epilogues_fused"] = fuse_epilogues(program, protected, kernel_activations)
     dead_code(program)
-    nhwc_ops = {("", "Conv")} if channels_last is True else set(channels_last or ())
-    if host_only and ("", "Conv") in nhwc_ops:
+    if host_only and channels_last and ("", "Conv") in channels_last:
         from walle_core.runtime.layout import channels_last as convert
 
-        program.stats.update(convert(program, protected, retire, nhwc_ops))
+        program.stats.update(convert(program, protected, retire, channels_last))
         dead_code(program)  # transposes whose readers now read the channels-last tensor
     if host_only:
         program.stats["concats_in_place"] = concat_in_place(program, protected)

@@ -104,7 +104,7 @@ class Session:
                     b.memory_domain == "host" for b in self._view.backends),
                     kernel_adds=self._view.fused_adds(),
                     channels_last=self._view.channels_last_ops() if
-                    os.environ.get("WALLE_LAYOUT", "").lower() != "nchw" else False,
+                    os.environ.get("WALLE_LAYOUT", "").lower() != "nchw" else None,
                     retire=self._retire)
                 self._plans[key] = Executable(program, self._search(program))
         return self._plans[key]

@@ -85,7 +85,8 @@ def test_geometry_declines_what_it_does_not_cover() -> None:
 
 @pytest.mark.parametrize("case", [(1, 17, 3, 20, 3, 2, 1, "clip", False),
                                   (2, 15, 4, 70, 5, 1, 2, "relu", True),
-                                  (1, 12, 3, 48, 7, 2, 3, "", False)])
+                                  (1, 12, 3, 48, 7, 2, 3, "", False),
+                                  (1, 9, 3, 8, 3, 1, 1, "sigmoid", True)])
 def test_direct_stem_reads_nchw_and_writes_nhwc(case: tuple) -> None:
     n, h, c, m, k, s, p, act, has_res = case
     x = RNG.standard_normal((n, c, h, h)).astype(np.float32)

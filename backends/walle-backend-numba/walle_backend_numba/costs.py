@@ -52,28 +52,22 @@ def conv_algorithms(step: Step, inputs: Sequence[TensorSpec | None],
     if len(inputs) < 2 or inputs[0] is None or inputs[1] is None:
         return None
     bias = inputs[2] if len(inputs) > 2 else None
+    module: Any = conv
     if prim.attrs.get("layout") == "NHWC":  # type: ignore[attr-defined]
         from walle_backend_numba import nhwc
 
-        ngeo = nhwc.geometry(prim.attrs, inputs[0], inputs[1], bias,  # type: ignore[attr-defined]
-                             outputs[0])
-        if ngeo is None:
-            return None
-        offered = []
-        for variant in ngeo.variants():
-            est = nhwc.analytic_seconds(ngeo, variant, profile)
-            eff = nhwc.efficiency(variant, profile)
-            offered.append(Algorithm(variant, est * eff, note=f"{CONV_NOTES[variant]} "
-                                     f"(roofline {est * 1e6:.1f} us x measured efficiency "
-                                     f"{eff:.2f})"))
-        return offered
-    geo = conv.geometry_nd(prim.attrs, inputs[0], inputs[1], bias, outputs[0])  # type: ignore[attr-defined]
+        module = nhwc
+        geo = nhwc.geometry(prim.attrs, inputs[0], inputs[1], bias,  # type: ignore[attr-defined]
+                            outputs[0])
+    else:
+        geo = conv.geometry_nd(prim.attrs, inputs[0], inputs[1], bias,  # type: ignore[attr-defined]
+                               outputs[0])
     if geo is None:
         return None
     result = []
     for variant in geo.variants():
-        est = conv.analytic_seconds(geo, variant, profile)
-        eff = conv.efficiency(variant, profile)
+        est = module.analytic_seconds(geo, variant, profile)
+        eff = module.efficiency(variant, profile)
         result.append(Algorithm(variant, est * eff, note=f"{CONV_NOTES[variant]} "
                                 f"(roofline {est * 1e6:.1f} us x measured efficiency {eff:.2f})"))
     return result

@@ -91,122 +91,121 @@ def _tile(nv: int, with_res: bool, col_bias: bool = False, indirect: bool | str 
     return tile
 
 
-def _codegen(nv: int, with_res: bool, col_bias: bool, indirect: bool) -> Any:
+def _codegen(nv: int, with_res: bool, col_bias: bool, indirect: bool | str) -> Any:
     """The LLVM IR of one :func:`_tile` variant."""
-    if True:  # (keeps the body's indentation: it was the intrinsic's closure)
 
-        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            (pa, lda, pb, ldb, pc, ldc, kk, mr, nr, pbias, pr, ldr, lo, hi) = args[:14]
-            f32, i32, i1 = ir.FloatType(), ir.IntType(32), ir.IntType(1)
-            li64 = ir.IntType(64)
-            vt = ir.VectorType(f32, W)
-            mt = ir.VectorType(i1, W)
-            fp, vp = f32.as_pointer(), vt.as_pointer()
-            mod = builder.module
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        (pa, lda, pb, ldb, pc, ldc, kk, mr, nr, pbias, pr, ldr, lo, hi) = args[:14]
+        f32, i32, i1 = ir.FloatType(), ir.IntType(32), ir.IntType(1)
+        li64 = ir.IntType(64)
+        vt = ir.VectorType(f32, W)
+        mt = ir.VectorType(i1, W)
+        fp, vp = f32.as_pointer(), vt.as_pointer()
+        mod = builder.module
 
-            def declare(name: str, ret: Any, params: list[Any]) -> Any:
-                fn = mod.globals.get(name)
-                return fn if fn is not None else ir.Function(mod, ir.FunctionType(ret, params),
-                                                             name)
+        def declare(name: str, ret: Any, params: list[Any]) -> Any:
+            fn = mod.globals.get(name)
+            return fn if fn is not None else ir.Function(mod, ir.FunctionType(ret, params),
+                                                         name)
 
-            fma = declare(f"llvm.fma.v{W}f32", vt, [vt, vt, vt])
-            mload = declare(f"llvm.masked.load.v{W}f32.p0", vt, [vp, i32, mt, vt])
-            mstore = declare(f"llvm.masked.store.v{W}f32.p0", ir.VoidType(),
-                             [vt, vp, i32, mt])
-            zero = ir.Constant(vt, [0.0] * W)
-            align = ir.Constant(i32, 4)
+        fma = declare(f"llvm.fma.v{W}f32", vt, [vt, vt, vt])
+        mload = declare(f"llvm.masked.load.v{W}f32.p0", vt, [vp, i32, mt, vt])
+        mstore = declare(f"llvm.masked.store.v{W}f32.p0", ir.VoidType(),
+                         [vt, vp, i32, mt])
+        zero = ir.Constant(vt, [0.0] * W)
+        align = ir.Constant(i32, 4)
 
-            def splat(x: Any) -> Any:
-                u = ir.Constant(ir.VectorType(x.type, W), ir.Undefined)
-                s = builder.insert_element(u, x, ir.Constant(i32, 0))
-                return builder.shuffle_vector(s, u, ir.Constant(ir.VectorType(i32, W),
-                                                                [0] * W))
+        def splat(x: Any) -> Any:
+            u = ir.Constant(ir.VectorType(x.type, W), ir.Undefined)
+            s = builder.insert_element(u, x, ir.Constant(i32, 0))
+            return builder.shuffle_vector(s, u, ir.Constant(ir.VectorType(i32, W),
+                                                            [0] * W))
 
-            # lanes of the last vector that are inside the tile: nr - (nv - 1) * W of them
-            rem = builder.trunc(builder.sub(nr, ir.Constant(li64, (nv - 1) * W)), i32)
-            iota = ir.Constant(ir.VectorType(i32, W), list(range(W)))
-            mask = builder.icmp_signed("<", iota, splat(rem))
+        # lanes of the last vector that are inside the tile: nr - (nv - 1) * W of them
+        rem = builder.trunc(builder.sub(nr, ir.Constant(li64, (nv - 1) * W)), i32)
+        iota = ir.Constant(ir.VectorType(i32, W), list(range(W)))
+        mask = builder.icmp_signed("<", iota, splat(rem))
 
-            def vload(base: Any, v: int) -> Any:
-                ptr = builder.bitcast(builder.gep(base, [ir.Constant(li64, v * W)]), vp)
-                if v == nv - 1:
-                    return builder.call(mload, [ptr, align, mask, zero])
-                return builder.load(ptr, align=4)
+        def vload(base: Any, v: int) -> Any:
+            ptr = builder.bitcast(builder.gep(base, [ir.Constant(li64, v * W)]), vp)
+            if v == nv - 1:
+                return builder.call(mload, [ptr, align, mask, zero])
+            return builder.load(ptr, align=4)
 
-            def vstore(value: Any, base: Any, v: int) -> None:
-                ptr = builder.bitcast(builder.gep(base, [ir.Constant(li64, v * W)]), vp)
-                if v == nv - 1:
-                    builder.call(mstore, [value, ptr, align, mask])
-                else:
-                    builder.store(value, ptr, align=4)
-
-            a0 = builder.inttoptr(pa, fp)
-            b0 = builder.inttoptr(pb, fp)
-            c0 = builder.inttoptr(pc, fp)
-            bias0 = builder.inttoptr(pbias, fp)
-            r0 = builder.inttoptr(pr, fp)
-            # row i of A at a0 + i * lda; rows past M (an edge tile) read row 0 instead, so
-            # an unpadded A is never read past its end (their results are not stored)
-            arows = [builder.select(builder.icmp_signed("<", ir.Constant(li64, i), mr),
-                                    builder.gep(a0, [builder.mul(ir.Constant(li64, i), lda)]),
-                                    a0) for i in range(MR)]
-            pre = builder.block
-            fn = builder.function
-            loop = fn.append_basic_block("tile.k")
-            done = fn.append_basic_block("tile.store")
-            builder.branch(loop)
-            builder.position_at_end(loop)
-            k = builder.phi(li64)
-            k.add_incoming(ir.Constant(li64, 0), pre)
-            accs = [[builder.phi(vt) for _ in range(nv)] for _ in range(MR)]
-            for row in accs:
-                for p in row:
-                    p.add_incoming(zero, pre)
-            new = []
-            if indirect == "b":
-                offs = builder.inttoptr(args[14], li64.as_pointer())
-                brow = builder.gep(b0, [builder.load(builder.gep(offs, [k]), align=8)])
+        def vstore(value: Any, base: Any, v: int) -> None:
+            ptr = builder.bitcast(builder.gep(base, [ir.Constant(li64, v * W)]), vp)
+            if v == nv - 1:
+                builder.call(mstore, [value, ptr, align, mask])
             else:
-                brow = builder.gep(b0, [builder.mul(k, ldb)])
-            bv = [vload(brow, v) for v in range(nv)]
-            if indirect == "b":
-                ka = k
-            elif indirect:
-                offs = builder.inttoptr(args[14], li64.as_pointer())
-                ka = builder.load(builder.gep(offs, [k]), align=8)
-            else:
-                ka = k
-            for i in range(MR):
-                a = builder.load(builder.gep(arows[i], [ka]), align=4)
-                s = splat(a)
-                new.append([builder.call(fma, [s, bv[v], accs[i][v]]) for v in range(nv)])
-            k1 = builder.add(k, ir.Constant(li64, 1))
-            k.add_incoming(k1, loop)
-            for i in range(MR):
+                builder.store(value, ptr, align=4)
+
+        a0 = builder.inttoptr(pa, fp)
+        b0 = builder.inttoptr(pb, fp)
+        c0 = builder.inttoptr(pc, fp)
+        bias0 = builder.inttoptr(pbias, fp)
+        r0 = builder.inttoptr(pr, fp)
+        # row i of A at a0 + i * lda; rows past M (an edge tile) read row 0 instead, so
+        # an unpadded A is never read past its end (their results are not stored)
+        arows = [builder.select(builder.icmp_signed("<", ir.Constant(li64, i), mr),
+                                builder.gep(a0, [builder.mul(ir.Constant(li64, i), lda)]),
+                                a0) for i in range(MR)]
+        pre = builder.block
+        fn = builder.function
+        loop = fn.append_basic_block("tile.k")
+        done = fn.append_basic_block("tile.store")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        k = builder.phi(li64)
+        k.add_incoming(ir.Constant(li64, 0), pre)
+        accs = [[builder.phi(vt) for _ in range(nv)] for _ in range(MR)]
+        for row in accs:
+            for p in row:
+                p.add_incoming(zero, pre)
+        new = []
+        if indirect == "b":
+            offs = builder.inttoptr(args[14], li64.as_pointer())
+            brow = builder.gep(b0, [builder.load(builder.gep(offs, [k]), align=8)])
+        else:
+            brow = builder.gep(b0, [builder.mul(k, ldb)])
+        bv = [vload(brow, v) for v in range(nv)]
+        if indirect == "b":
+            ka = k
+        elif indirect:
+            offs = builder.inttoptr(args[14], li64.as_pointer())
+            ka = builder.load(builder.gep(offs, [k]), align=8)
+        else:
+            ka = k
+        for i in range(MR):
+            a = builder.load(builder.gep(arows[i], [ka]), align=4)
+            s = splat(a)
+            new.append([builder.call(fma, [s, bv[v], accs[i][v]]) for v in range(nv)])
+        k1 = builder.add(k, ir.Constant(li64, 1))
+        k.add_incoming(k1, loop)
+        for i in range(MR):
+            for v in range(nv):
+                accs[i][v].add_incoming(new[i][v], loop)
+        builder.cbranch(builder.icmp_signed("<", k1, kk), loop, done)
+        builder.position_at_end(done)
+        vlo, vhi = splat(lo), splat(hi)
+        bcols = [vload(bias0, v) for v in range(nv)] if col_bias else []
+        for i in range(MR):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(li64, i), mr)):
+                if not col_bias:
+                    brow = splat(builder.load(builder.gep(bias0, [ir.Constant(li64, i)]),
+                                              align=4))
+                crow = builder.gep(c0, [builder.mul(ir.Constant(li64, i), ldc)])
+                rrow = builder.gep(r0, [builder.mul(ir.Constant(li64, i), ldr)])
                 for v in range(nv):
-                    accs[i][v].add_incoming(new[i][v], loop)
-            builder.cbranch(builder.icmp_signed("<", k1, kk), loop, done)
-            builder.position_at_end(done)
-            vlo, vhi = splat(lo), splat(hi)
-            bcols = [vload(bias0, v) for v in range(nv)] if col_bias else []
-            for i in range(MR):
-                with builder.if_then(builder.icmp_signed("<", ir.Constant(li64, i), mr)):
-                    if not col_bias:
-                        brow = splat(builder.load(builder.gep(bias0, [ir.Constant(li64, i)]),
-                                                  align=4))
-                    crow = builder.gep(c0, [builder.mul(ir.Constant(li64, i), ldc)])
-                    rrow = builder.gep(r0, [builder.mul(ir.Constant(li64, i), ldr)])
-                    for v in range(nv):
-                        y = builder.fadd(new[i][v], bcols[v] if col_bias else brow)
-                        if with_res:
-                            y = builder.fadd(y, vload(rrow, v))
-                        # NaN stays NaN (as bias_act_rows: lo if v < lo, hi if v > hi)
-                        y = builder.select(builder.fcmp_ordered("<", y, vlo), vlo, y)
-                        y = builder.select(builder.fcmp_ordered(">", y, vhi), vhi, y)
-                        vstore(y, crow, v)
-            return context.get_dummy_value()
+                    y = builder.fadd(new[i][v], bcols[v] if col_bias else brow)
+                    if with_res:
+                        y = builder.fadd(y, vload(rrow, v))
+                    # NaN stays NaN (as bias_act_rows: lo if v < lo, hi if v > hi)
+                    y = builder.select(builder.fcmp_ordered("<", y, vlo), vlo, y)
+                    y = builder.select(builder.fcmp_ordered(">", y, vhi), vhi, y)
+                    vstore(y, crow, v)
+        return context.get_dummy_value()
 
-        return codegen
+    return codegen
 
 
 _T1, _T2, _T3 = _tile(1, False), _tile(2, False), _tile(3, False)

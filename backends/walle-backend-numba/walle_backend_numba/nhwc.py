@@ -115,6 +115,17 @@ def geometry(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec 
     return geo if geo.variants() else None
 
 
+@numba.njit(cache=True, inline="always", fastmath={"contract"})
+def _window3(x: Any, wt: Any, bias: Any, ih0: int, iw0: int, ch: int) -> Any:  # pragma: no cover
+    """bias + the nine taps of an interior 3x3 window at (ih0, iw0), channel ``ch``."""
+    i1, i2, j1, j2 = ih0 + 1, ih0 + 2, iw0 + 1, iw0 + 2
+    return (bias[ch] + wt[0, ch] * x[ih0, iw0, ch] + wt[1, ch] * x[ih0, j1, ch]
+            + wt[2, ch] * x[ih0, j2, ch] + wt[3, ch] * x[i1, iw0, ch]
+            + wt[4, ch] * x[i1, j1, ch] + wt[5, ch] * x[i1, j2, ch]
+            + wt[6, ch] * x[i2, iw0, ch] + wt[7, ch] * x[i2, j1, ch]
+            + wt[8, ch] * x[i2, j2, ch])
+
+
 @dual(fastmath={"contract"})
 def depthwise(x: Any, wt: Any, bias: Any, y: Any, res: Any, has_res: bool, kh: int, kw: int,
               sh: int, sw: int, ph: int, pw: int, lo: Any, hi: Any,
@@ -123,10 +134,10 @@ def depthwise(x: Any, wt: Any, bias: Any, y: Any, res: Any, has_res: bool, kh: i
     (+ res), lo, hi), then ``after`` (3 sigmoid, 4 tanh; 0 none) over the row. (3-D arrays,
     images looped by the caller: 4-D indexing measured 10-20% slower.)
 
-    Interior windows of a 3x3 kernel are one loop over channels with the nine terms written
-    out and the clamp (relu/clip, or +-inf) in it, one loop with the residual and one without
-    (a branch inside the channel loop stopped it vectorising); border windows and other
-    kernel sizes accumulate per tap, skipping taps outside the input."""
+    Interior windows of a 3x3 kernel are one loop over channels of the nine terms
+    (:func:`_window3`) and the clamp (relu/clip, or +-inf), one loop with the residual and
+    one without (a branch inside the channel loop stopped it vectorising); border windows
+    and other kernel sizes accumulate per tap, skipping taps outside the input."""
     h, w, c_ = x.shape
     oh, ow = y.shape[0], y.shape[1]
     # whole-array indexing only (no row views: each view's reference count is an atomic on
@@ -136,31 +147,13 @@ def depthwise(x: Any, wt: Any, bias: Any, y: Any, res: Any, has_res: bool, kh: i
         for q in range(ow):
             iw0 = q * sw - pw
             if kh == 3 and kw == 3 and ih0 >= 0 and ih0 + 2 < h and iw0 >= 0 and iw0 + 2 < w:
-                i1, i2, j1, j2 = ih0 + 1, ih0 + 2, iw0 + 1, iw0 + 2
                 if has_res:
                     for ch in range(c_):
-                        v = (bias[ch] + wt[0, ch] * x[ih0, iw0, ch]
-                             + wt[1, ch] * x[ih0, j1, ch]
-                             + wt[2, ch] * x[ih0, j2, ch]
-                             + wt[3, ch] * x[i1, iw0, ch]
-                             + wt[4, ch] * x[i1, j1, ch]
-                             + wt[5, ch] * x[i1, j2, ch]
-                             + wt[6, ch] * x[i2, iw0, ch]
-                             + wt[7, ch] * x[i2, j1, ch]
-                             + wt[8, ch] * x[i2, j2, ch] + res[p, q, ch])
+                        v = _window3(x, wt, bias, ih0, iw0, ch) + res[p, q, ch]
                         y[p, q, ch] = min(max(v, lo), hi)
                 else:
                     for ch in range(c_):
-                        v = (bias[ch] + wt[0, ch] * x[ih0, iw0, ch]
-                             + wt[1, ch] * x[ih0, j1, ch]
-                             + wt[2, ch] * x[ih0, j2, ch]
-                             + wt[3, ch] * x[i1, iw0, ch]
-                             + wt[4, ch] * x[i1, j1, ch]
-                             + wt[5, ch] * x[i1, j2, ch]
-                             + wt[6, ch] * x[i2, iw0, ch]
-                             + wt[7, ch] * x[i2, j1, ch]
-                             + wt[8, ch] * x[i2, j2, ch])
-                        y[p, q, ch] = min(max(v, lo), hi)
+                        y[p, q, ch] = min(max(_window3(x, wt, bias, ih0, iw0, ch), lo), hi)
             else:
                 for ch in range(c_):
                     y[p, q, ch] = bias[ch]
@@ -281,6 +274,16 @@ def direct(pxp: int, row: int, lda: int, poff: int, kk: int, pw_: int, pb: int, 
                     _direct_tile(a, lda, pw_, c, m, kk, mr, n0, pb, r, lo, hi, poff)
 
 
+def _after(yb: Any, act: int) -> None:
+    """A fused sigmoid (3) or tanh (4), which the micro-kernel's clamp cannot apply: one pass
+    over the output after it."""
+    flat = yb.reshape(-1)
+    if act == 3:
+        np.divide(1, 1 + np.exp(-flat), out=flat)
+    else:
+        np.tanh(flat, out=flat)
+
+
 def _plan_direct(geo: NGeom, act: int, lo: Any, hi: Any) -> ConvRun:
     """``nhwc_direct``: an implicit GEMM reading the input through a zero-padded copy and an
     offset table, writing NHWC. For a chain's RGB stem the input is NCHW (the copy then also
@@ -306,6 +309,7 @@ def _plan_direct(geo: NGeom, act: int, lo: Any, hi: Any) -> ConvRun:
     kernel = direct.pick(geo.macs)
     tasks = max(1, min(numba.get_num_threads() if kernel is direct.parallel else 1, geo.oh))
     clo, chi = microkernel.clamp_bounds(act, float(lo), float(hi))
+    after = act not in (0, 1, 2)  # sigmoid / tanh: not a clamp
     zero_bias = np.zeros(geo.m, f32)
     img = 4 * geo.oh * geo.ow * geo.m
 
@@ -323,6 +327,8 @@ def _plan_direct(geo: NGeom, act: int, lo: Any, hi: Any) -> ConvRun:
             kernel(xp.ctypes.data, row, lda, offs.ctypes.data, kk, wb.ctypes.data,
                    b.ctypes.data, yb.ctypes.data + i * img, pr, geo.m, geo.oh, geo.ow, clo,
                    chi, tasks)
+        if after:
+            _after(yb, act)
 
     return run_direct
 
@@ -363,8 +369,6 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
         return run_depthwise
 
     if variant == "nhwc_direct":
-        if act not in (0, 1, 2):
-            return None
         return _plan_direct(geo, act, lo, hi)
     clo, chi = microkernel.clamp_bounds(act, float(lo), float(hi))
     after = act not in (0, 1, 2)  # sigmoid / tanh: not a clamp
@@ -409,11 +413,7 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
                              geo.kh, geo.kw, geo.sh, geo.sw, geo.ph, geo.pw, geo.oh, geo.ow,
                              tile, tasks)
         if after:
-            flat = yb.reshape(-1)
-            if act == 3:
-                np.divide(1, 1 + np.exp(-flat), out=flat)
-            else:
-                np.tanh(flat, out=flat)
+            _after(yb, act)
 
     return run_mk
 
