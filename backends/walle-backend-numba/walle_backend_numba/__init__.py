@@ -80,6 +80,10 @@ class NumbaBackend(_Base):
         import numba
         import numpy as np
 
+        from walle_backend_numba import nrtcache
+
+        nrtcache.install()
+
         x = np.arange(1024, dtype=np.float32)
         y = np.ones(1024, dtype=np.float32)
         got = _smoke_kernel()(np.float32(2.0), x, y)
@@ -102,7 +106,10 @@ class NumbaBackend(_Base):
 
     def __init__(self, threads: int | None = None) -> None:
         super().__init__(threads)
+        from walle_backend_numba import nrtcache
         from walle_backend_numba.threads import configure
+
+        nrtcache.install()  # before numba's first dispatch in this process
 
         self.threads_used = configure(threads)
         self.compiled_steps = 0

@@ -15,6 +15,11 @@ from typing import Any
 
 import numba
 
+from walle_backend_numba import nrtcache
+
+# before any kernel's first dispatch: numba's runtime then comes from the cache (nrtcache.py)
+nrtcache.install()
+
 #: Elements (or multiply-adds) below which the serial twin wins. With the pool's workers
 #: spinning between launches (~3 us a launch) 2^15 measured best on the 2-core VM: SqueezeNet
 #: 5.78 -> 5.55 ms, ShuffleNet 5.20 -> 4.89 ms against 2^17 (2^13: no better).
