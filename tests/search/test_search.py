@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 
 from walle_core import Session
 from walle_core.backend import Algorithm
-from walle_core.ir.primitives import Primitive, Step, TensorSpec
+from walle_core.ir.primitives import Elementwise, Primitive, Step, TensorSpec
 from walle_core.reference_backend import ReferenceBackend
 from walle_core.runtime.executor import Executable, Transfer
 from walle_core.search import HOST, _DataGraph, search
@@ -339,6 +339,34 @@ def test_calibration_on_a_contended_cpu_is_provisional(monkeypatch: Any) -> None
     assert busy.load > prof.BUSY_LOAD
     monkeypatch.setattr("walle_core.runtime.governor.contended", lambda *_a, **_k: False)
     assert calibrate(ReferenceBackend()).load == pytest.approx(0.1)
+
+
+def test_a_stalled_launch_timing_does_not_poison_the_profile(monkeypatch: Any) -> None:
+    """The launch overhead is timed first and last; a first figure taken while the process was
+    stalled (58 us instead of ~1, as once seen) must not become the profile's launch cost,
+    nor turn into absurd rates, and the profile is kept only as provisional."""
+    from walle_core.search import profile as prof
+
+    monkeypatch.setattr(prof, "machine_load", lambda: 0.1)
+    real = prof._Bench.time
+    launches: list[float] = []
+
+    def stalled_once(self: Any, prim: Any, ins: Any, outs: Any, *args: Any, **kw: Any) -> float:
+        t = real(self, prim, ins, outs, *args, **kw)
+        if isinstance(prim, Elementwise) and outs[0].shape == (16,):
+            launches.append(t)
+            if len(launches) == 1:
+                return 58e-6 + t  # the stalled first measurement
+        return float(t)
+
+    monkeypatch.setattr(prof._Bench, "time", stalled_once)
+    p = calibrate(ReferenceBackend())
+    assert len(launches) == 2
+    assert p.launch_s == pytest.approx(launches[1])
+    assert p.launch_s < 58e-6
+    # rates are work over (time - launch), never over a vanishing remainder
+    assert p.reduce_bytes_s < 1e13 and p.ew_bytes_s < 1e13
+    assert p.load > prof.BUSY_LOAD  # provisional: re-measured when a session finds it quiet
 
 
 def test_machine_load_reads_cpu_pressure_before_the_load_average(monkeypatch: Any) -> None:
