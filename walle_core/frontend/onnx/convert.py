@@ -255,13 +255,16 @@ def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
         return proto
 
 
-def convert_model(proto: onnx.ModelProto, label: str, light: Light | None = None) -> Graph:
+def convert_model(proto: onnx.ModelProto, label: str, light: Light | None = None,
+                  inferred: onnx.ModelProto | None = None) -> Graph:
     """Build the IR graph of ``proto`` (already parsed and checked); ``light`` is
-    :func:`without_weights` of it when the caller has made it already."""
+    :func:`without_weights` of it when the caller has made it already, ``inferred`` the
+    light model with ONNX's shape inference applied (computed here when not given)."""
     opsets = {("" if text(o.domain) == "ai.onnx" else text(o.domain)): int(o.version)
               for o in proto.opset_import}
     light = light or without_weights(proto)
-    inferred = _infer(light.model)
+    if inferred is None:
+        inferred = _infer(light.model)
     graph = _Converter(label, opsets).graph(inferred.graph, {}, light)
     graph.doc = proto.doc_string
     return graph

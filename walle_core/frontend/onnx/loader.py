@@ -13,7 +13,7 @@ from typing import Any
 
 import onnx
 
-from walle_core.frontend.onnx.convert import convert_model, without_weights
+from walle_core.frontend.onnx.convert import Light, _infer, convert_model, without_weights
 from walle_core.ir.errors import ModelError, WalleError
 from walle_core.ir.graph import Graph
 
@@ -84,19 +84,95 @@ def load_model(
         light = without_weights(proto)
     except Exception as exc:  # a malformed proto: say, a name that is not UTF-8
         raise ModelError(f"{label}: malformed model ({type(exc).__name__}: {exc})") from None
-    if check:
-        try:
-            onnx.checker.check_model(light.model)
-        except onnx.checker.ValidationError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
-            # unshaped value infos are legal ONNX (onnxruntime accepts them); all else is not
-            if not first.startswith("Field 'shape' of 'type' is required"):
-                raise ModelError(f"{label}: ONNX checker rejected the model: {first}") from None
-        except Exception as exc:  # the C++ checker may raise plain exceptions on garbage
-            raise ModelError(f"{label}: ONNX checker failed: {exc}") from None
+    inferred = _validated(light, label, check)
     try:
-        return convert_model(proto, label, light)
+        return convert_model(proto, label, light, inferred)
     except WalleError:
         raise
     except Exception as exc:  # anything unforeseen in a malformed proto
         raise ModelError(f"{label}: cannot convert model ({type(exc).__name__}: {exc})") from None
+
+
+def _check(light: Light, label: str) -> None:
+    try:
+        onnx.checker.check_model(light.model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
+        # unshaped value infos are legal ONNX (onnxruntime accepts them); all else is not
+        if not first.startswith("Field 'shape' of 'type' is required"):
+            raise ModelError(f"{label}: ONNX checker rejected the model: {first}") from None
+    except Exception as exc:  # the C++ checker may raise plain exceptions on garbage
+        raise ModelError(f"{label}: ONNX checker failed: {exc}") from None
+
+
+def validated_dir() -> Path:
+    """``$WALLE_CACHE_DIR/validated`` (default ``~/.cache/walle/validated``)."""
+    root = os.environ.get("WALLE_CACHE_DIR") or os.path.join(Path.home(), ".cache", "walle")
+    return Path(root) / "validated"
+
+
+#: Files kept in :func:`validated_dir`; past it the least recently used go.
+VALIDATED_KEEP = 256
+
+
+def _validated(light: Light, label: str, check: bool) -> onnx.ModelProto | None:
+    """The weightless model after the ONNX checker (when ``check``) and shape inference, from
+    a per-machine cache when this exact model has passed before.
+
+    Both need ONNX's operator schemas, which the onnx package builds on first use and keeps:
+    7 MB of the process, a fifth of the engine's memory floor, for a result that depends
+    only on the weightless model's bytes and the onnx version. So the inferred model is
+    stored under the hash of those, once it has passed the checker, and a later load of the
+    same model reads it back instead (never for a model that failed: it is checked again
+    and fails again with the checker's own message). ``WALLE_VALIDATION_CACHE=0`` turns it
+    off. None: computed by the caller (no cache and no check)."""
+    import hashlib
+
+    if os.environ.get("WALLE_VALIDATION_CACHE", "1").lower() in ("0", "false", "no"):
+        if check:
+            _check(light, label)
+        return None
+    try:
+        body = light.model.SerializeToString(deterministic=True)
+    except Exception:  # unserialisable: no cache, the plain path reports what is wrong
+        if check:
+            _check(light, label)
+        return None
+    digest = hashlib.sha256(body + f"|onnx {onnx.__version__}".encode()).hexdigest()[:32]
+    path = validated_dir() / f"{digest}.onnx"
+    try:
+        inferred = onnx.ModelProto()
+        inferred.ParseFromString(path.read_bytes())
+    except Exception:  # absent, unreadable or corrupt: validate and store again
+        pass
+    else:
+        try:
+            os.utime(path)  # recently used: kept by the pruning in _store
+        except OSError:
+            pass
+        return inferred
+    if check:
+        _check(light, label)
+    inferred = _infer(light.model)
+    if check:  # only a model that passed the checker is ever read back without it
+        _store(path, inferred)
+    return inferred
+
+
+def _store(path: Path, model: onnx.ModelProto) -> None:
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    except OSError:  # a read-only cache only costs validating again next time
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+        os.replace(tmp, path)
+        files = sorted(path.parent.glob("*.onnx"), key=lambda p: p.stat().st_mtime)
+        for old in files[:-VALIDATED_KEEP]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
