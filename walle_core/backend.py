@@ -134,12 +134,16 @@ class Algorithm:
     :class:`~walle_core.search.profile.CostProfile`, or measured where that is cheap);
     ``params`` are what :meth:`ExecutionBackend.compile` needs to build that variant (tile
     sizes, local work sizes, ...), as sorted ``(name, value)`` pairs so the choice is hashable.
+    ``extra_bytes`` is memory the variant holds for as long as the session lives, beyond its
+    operands (Winograd's transformed weights, say): the search charges it against ``cost``
+    (``walle_core.search.memory_price``).
     """
 
     name: str
     cost: float
     params: tuple[tuple[str, Any], ...] = ()
     note: str = ""  # why this cost, for ``walle model explain``
+    extra_bytes: int = 0
 
     def param(self, key: str, default: Any = None) -> Any:
         for k, v in self.params:

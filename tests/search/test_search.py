@@ -438,3 +438,28 @@ def test_measurements_past_max_entries_keep_what_this_session_used(tmp_path: Pat
     m.dirty = True
     m.save()
     assert set(json.loads(path.read_text())) == {"k0", "k5", "k4"}
+
+
+class _TwoWays(ReferenceBackend):
+    """Offers a fast variant that holds 10 MB for the session's life and a slightly slower one
+    that holds nothing."""
+
+    def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
+                   outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
+        return [Algorithm("holds", 100e-6, extra_bytes=10 << 20), Algorithm("lean", 105e-6)]
+
+    def compile(self, step: Step, inputs: Sequence[TensorSpec | None],
+                outputs: Sequence[TensorSpec], algorithm: Algorithm | None = None) -> Any:
+        return super().compile(step, inputs, outputs)
+
+
+@pytest.mark.parametrize("us_per_mb,expected", [("", "lean"), ("10", "lean"), ("0", "holds"),
+                                                ("0.1", "holds")])
+def test_memory_held_is_charged_against_time(monkeypatch: Any, us_per_mb: str,
+                                             expected: str) -> None:
+    """10 MB at the default 10 us/MB outweighs 5 us; with memory free the faster one wins."""
+    monkeypatch.setenv("WALLE_MEMORY_US_PER_MB", us_per_mb)
+    program = planned(mlp())
+    backend = _TwoWays()
+    placement = place(program, {"reference": CostProfile("reference", "k")}, [backend])
+    assert {a.name for a in placement.algorithms} == {expected}
