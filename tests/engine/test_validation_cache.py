@@ -87,6 +87,21 @@ def test_a_corrupt_cache_entry_is_validated_again(cache: Path) -> None:
     assert parsed.graph.node
 
 
+def test_an_entry_that_parses_but_is_another_model_is_not_trusted(cache: Path) -> None:
+    data = _conv_model()
+    loader.load_model(data)
+    (entry,) = cache.glob("*.onnx")
+    whole = entry.read_bytes()
+    other = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2])]), ir_version=9)
+    entry.write_bytes(other.SerializeToString())  # valid protobuf, wrong model
+    graph = loader.load_model(data)
+    assert [n.op_type for n in graph.nodes] == ["Conv", "Relu"]
+    assert entry.read_bytes() == whole  # validated again and stored again
+
+
 def test_cache_switched_off(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WALLE_VALIDATION_CACHE", "0")
     loader.load_model(_conv_model())

@@ -143,6 +143,9 @@ def _validated(light: Light, label: str, check: bool) -> onnx.ModelProto | None:
     try:
         inferred = onnx.ModelProto()
         inferred.ParseFromString(path.read_bytes())
+        # protobuf parses many truncations without complaint: the copy must be this model's
+        if [n.output for n in inferred.graph.node] != [n.output for n in light.model.graph.node]:
+            raise ValueError("not this model")
     except Exception:  # absent, unreadable or corrupt: validate and store again
         pass
     else:
