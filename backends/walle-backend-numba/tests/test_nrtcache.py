@@ -74,3 +74,56 @@ def test_switched_off_by_the_environment(tmp_path: Path) -> None:
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+KERNEL = '''
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, parallel=True)
+def doubled(n):
+    out = np.zeros(n, np.float32)
+    for i in numba.prange(n):
+        out[i] = 2.0 * i
+    return out
+'''
+
+LOAD = r"""
+import sys
+import numpy as np
+from walle_backend_numba import nrtcache
+nrtcache.install()
+import kern
+assert np.array_equal(kern.doubled(6), np.arange(6, dtype=np.float32) * 2)
+assert kern.doubled.stats.cache_hits, "not loaded from the cache"
+loaded = "numba.np.arraymath" in sys.modules
+# a compilation after that still finds every registry (the compiler refreshes them itself)
+import numba
+@numba.njit
+def summed(a):
+    return np.cumsum(a)[-1] + a.max()
+assert summed(np.ones(4)) == 5.0
+print("registries" if loaded else "lean")
+"""
+
+
+def _load(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"),
+                   WALLE_NUMBA_CACHE=str(tmp_path), PYTHONPATH=str(tmp_path), **env)
+    return subprocess.run([sys.executable, "-c", LOAD], env=environ, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cached_kernels_load_without_numbas_registries(tmp_path: Path) -> None:
+    (tmp_path / "kern.py").write_text(KERNEL)
+    environ = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"), PYTHONPATH=str(tmp_path))
+    first = subprocess.run([sys.executable, "-c", "import kern; kern.doubled(3)"], env=environ,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    lean = _load(tmp_path)
+    assert lean.returncode == 0, lean.stderr
+    assert lean.stdout.strip() == "lean"
+    full = _load(tmp_path, WALLE_NUMBA_LAZY_REGISTRIES="0")  # numba's own loader
+    assert full.returncode == 0, full.stderr
+    assert full.stdout.strip() == "registries"
