@@ -1,10 +1,19 @@
-"""Facts about the host machine that backends report in their probes (CPU model, cores)."""
+"""Facts about the host machine that backends report in their probes (CPU model, cores), and
+where Walle keeps its per-machine caches."""
 
 from __future__ import annotations
 
 import os
 import platform
 from functools import lru_cache
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """``$WALLE_CACHE_DIR``, else ``~/.cache/walle``: the root of every per-machine cache
+    (calibration profiles, validated models, benchmark models)."""
+    root = os.environ.get("WALLE_CACHE_DIR") or os.path.join("~", ".cache", "walle")
+    return Path(root).expanduser()
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,6 @@ produced outputs; ``BenchReport.reference`` names it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,8 +24,9 @@ DEFAULT_TIMEOUT_S = 900.0
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("WALLE_CACHE_DIR") or os.path.join("~", ".cache", "walle")
-    return Path(root).expanduser()
+    from walle_core.hostinfo import cache_root
+
+    return cache_root()
 
 
 def run_worker(spec: dict[str, Any], timeout: float) -> tuple[RunnerResult, dict[str, Any]]:

@@ -220,8 +220,9 @@ def work_seconds(p: CostProfile, prim: Primitive, inputs: Sequence[TensorSpec | 
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("WALLE_CACHE_DIR") or os.path.join(Path.home(), ".cache", "walle")
-    return Path(root) / "calibration"
+    from walle_core.hostinfo import cache_root
+
+    return cache_root() / "calibration"
 
 
 def cache_path(key: str, backend: str) -> Path:

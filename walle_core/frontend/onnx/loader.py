@@ -107,8 +107,9 @@ def _check(light: Light, label: str) -> None:
 
 def validated_dir() -> Path:
     """``$WALLE_CACHE_DIR/validated`` (default ``~/.cache/walle/validated``)."""
-    root = os.environ.get("WALLE_CACHE_DIR") or os.path.join(Path.home(), ".cache", "walle")
-    return Path(root) / "validated"
+    from walle_core.hostinfo import cache_root
+
+    return cache_root() / "validated"
 
 
 #: Files kept in :func:`validated_dir`; past it the least recently used go.
@@ -125,41 +126,46 @@ def _validated(light: Light, label: str, check: bool) -> onnx.ModelProto | None:
     stored under the hash of those, once it has passed the checker, and a later load of the
     same model reads it back instead (never for a model that failed: it is checked again
     and fails again with the checker's own message). ``WALLE_VALIDATION_CACHE=0`` turns it
-    off. None: computed by the caller (no cache and no check)."""
+    off. None: the caller runs shape inference itself (cache off, or no check on a miss)."""
+    path = _validated_path(light)
+    if path is not None:
+        try:
+            inferred = onnx.ModelProto()
+            inferred.ParseFromString(path.read_bytes())
+            # protobuf parses many byte strings without complaint: it must be this model
+            if [n.output for n in inferred.graph.node] != \
+                    [n.output for n in light.model.graph.node]:
+                raise ValueError("not this model")
+        except Exception:  # absent, unreadable or corrupt: validate and store again
+            pass
+        else:
+            try:
+                os.utime(path)  # recently used: kept by the pruning in _store
+            except OSError:
+                pass
+            return inferred
+    if check:
+        _check(light, label)
+    if path is None or not check:  # only a model that passed the checker is stored
+        return None
+    inferred = _infer(light.model)
+    _store(path, inferred)
+    return inferred
+
+
+def _validated_path(light: Light) -> Path | None:
+    """Where the validated copy of ``light`` lives (None: the cache is off, or the model does
+    not serialise, and the plain path reports what is wrong with it)."""
     import hashlib
 
     if os.environ.get("WALLE_VALIDATION_CACHE", "1").lower() in ("0", "false", "no"):
-        if check:
-            _check(light, label)
         return None
     try:
         body = light.model.SerializeToString(deterministic=True)
-    except Exception:  # unserialisable: no cache, the plain path reports what is wrong
-        if check:
-            _check(light, label)
+    except Exception:
         return None
     digest = hashlib.sha256(body + f"|onnx {onnx.__version__}".encode()).hexdigest()[:32]
-    path = validated_dir() / f"{digest}.onnx"
-    try:
-        inferred = onnx.ModelProto()
-        inferred.ParseFromString(path.read_bytes())
-        # protobuf parses many truncations without complaint: the copy must be this model's
-        if [n.output for n in inferred.graph.node] != [n.output for n in light.model.graph.node]:
-            raise ValueError("not this model")
-    except Exception:  # absent, unreadable or corrupt: validate and store again
-        pass
-    else:
-        try:
-            os.utime(path)  # recently used: kept by the pruning in _store
-        except OSError:
-            pass
-        return inferred
-    if check:
-        _check(light, label)
-    inferred = _infer(light.model)
-    if check:  # only a model that passed the checker is ever read back without it
-        _store(path, inferred)
-    return inferred
+    return validated_dir() / f"{digest}.onnx"
 
 
 def _store(path: Path, model: onnx.ModelProto) -> None:
