@@ -1213,6 +1213,15 @@ def _pool_ready() -> bool:
     return threads.POOL
 
 
+def held_bytes(geo: Geom, variant: str) -> int:
+    """Memory the variant keeps for the session's life beyond its operands: Winograd's
+    transformed weights U, ``[a*a, C, M]`` (F(2x2): a = 4, F(4x4): a = 6); 0 otherwise."""
+    if variant not in ("winograd2", "winograd4"):
+        return 0
+    a = (2 if variant == "winograd2" else 4) + 2
+    return a * a * geo.c * geo.m * geo.dtype.itemsize
+
+
 def analytic_seconds(geo: Geom, variant: str, profile: Any) -> float:
     """Roofline estimate of one variant from the profile's measured rates (before the
     per-variant efficiency measured by calibration)."""

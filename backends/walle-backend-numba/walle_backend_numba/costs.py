@@ -68,10 +68,7 @@ def conv_algorithms(step: Step, inputs: Sequence[TensorSpec | None],
     for variant in geo.variants():
         est = module.analytic_seconds(geo, variant, profile)
         eff = module.efficiency(variant, profile)
-        extra = 0
-        if variant in ("winograd2", "winograd4"):  # U = G g G^T: [a*a, C, M] beside the weights
-            a = 4 if variant == "winograd2" else 6
-            extra = a * a * geo.c * geo.m * geo.dtype.itemsize
+        extra = conv.held_bytes(geo, variant) if module is conv else 0  # NHWC: no Winograd
         held = f"; holds {extra / 2**20:.2f} MB of transformed weights" if extra else ""
         result.append(Algorithm(variant, est * eff, note=f"{CONV_NOTES[variant]} "
                                 f"(roofline {est * 1e6:.1f} us x measured efficiency {eff:.2f})"
