@@ -448,10 +448,6 @@ class _TwoWays(ReferenceBackend):
                    outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
         return [Algorithm("holds", 100e-6, extra_bytes=10 << 20), Algorithm("lean", 105e-6)]
 
-    def compile(self, step: Step, inputs: Sequence[TensorSpec | None],
-                outputs: Sequence[TensorSpec], algorithm: Algorithm | None = None) -> Any:
-        return super().compile(step, inputs, outputs)
-
 
 @pytest.mark.parametrize("us_per_mb,expected", [("", "lean"), ("10", "lean"), ("0", "holds"),
                                                 ("0.1", "holds")])
