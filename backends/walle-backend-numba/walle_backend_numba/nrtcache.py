@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 _installed = False
-_lazy = False
+_lazy: bool | None = None  # lazy_registries' decision, once per process
 
 
 def _key() -> str:
@@ -127,8 +127,12 @@ def lazy_registries() -> bool:
     """Load cached kernels without refreshing numba's registries (see the module docstring);
     False when off or when this numba's cache loader is not the one this replaces."""
     global _lazy
-    if _lazy:
-        return True
+    if _lazy is None:
+        _lazy = _install_lazy_loader()
+    return _lazy
+
+
+def _install_lazy_loader() -> bool:
     if os.environ.get("WALLE_NUMBA_LAZY_REGISTRIES", "1").lower() in ("0", "false", "no"):
         return False
     import inspect
@@ -156,5 +160,4 @@ def lazy_registries() -> bool:
             return self._load_overload(sig, target_context)
 
     caching.Cache.load_overload = load_overload
-    _lazy = True
     return True
