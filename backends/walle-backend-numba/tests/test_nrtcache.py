@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from walle_backend_numba import nrtcache
+
 # a kernel that needs numba's runtime (an array allocated inside), run through the backend's
 # install path; prints where the runtime came from
 SCRIPT = r"""
@@ -104,7 +106,16 @@ import numba
 def summed(a):
     return np.cumsum(a)[-1] + a.max()
 assert summed(np.ones(4)) == 5.0
-print("registries" if loaded else "lean")
+# a new compilation calling the cached kernel links against its bitcode, parsed only now
+lib = kern.doubled.overloads[kern.doubled.signatures[0]].library
+pending = getattr(lib, "_pending_bitcode", None) is not None
+@numba.njit
+def calls(n):
+    return kern.doubled(n).sum()
+assert calls(4) == 12.0
+assert getattr(lib, "_pending_bitcode", None) is None
+print("registries" if loaded else "lean", "lazy-bitcode" if pending else "parsed",
+      nrtcache.served_initial)
 """
 
 
@@ -123,7 +134,57 @@ def test_cached_kernels_load_without_numbas_registries(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     lean = _load(tmp_path)
     assert lean.returncode == 0, lean.stderr
-    assert lean.stdout.strip() == "lean"
-    full = _load(tmp_path, WALLE_NUMBA_LAZY_REGISTRIES="0")  # numba's own loader
+    assert lean.stdout.split()[:2] == ["lean", "lazy-bitcode"]
+    full = _load(tmp_path, WALLE_NUMBA_LAZY_REGISTRIES="0",  # numba's own loader
+                 WALLE_NUMBA_LAZY_BITCODE="0")
     assert full.returncode == 0, full.stderr
-    assert full.stdout.strip() == "registries"
+    assert full.stdout.split()[:2] == ["registries", "parsed"]
+
+
+def test_the_engines_initial_module_comes_from_the_cache(tmp_path: Path) -> None:
+    (tmp_path / "kern.py").write_text(KERNEL)
+    environ = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"), PYTHONPATH=str(tmp_path))
+    first = subprocess.run([sys.executable, "-c", "import kern; kern.doubled(3)"], env=environ,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    # the first loading process compiles the empty initial module and keeps its object
+    built = _load(tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.split()[2] == "0"
+    stored = list(tmp_path.glob("initial-*.o"))
+    assert len(stored) == 1 and nrtcache.defined_symbols(stored[0].read_bytes()) is not None
+    served = _load(tmp_path)
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.split()[2] == "1"
+    # a file that is not an object this loader wrote is ignored: compiled again
+    stored[0].write_bytes(b"garbage")
+    again = _load(tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split()[2] == "0"
+
+
+def test_defined_symbols_reads_an_objects_symbol_table() -> None:
+    import llvmlite.binding as ll
+
+    ll.initialize_native_target()
+    ll.initialize_native_asmprinter()
+    ir = """
+    @counter = global i64 0
+    @shared = common global i64 0
+    @hidden = internal global i64 0
+    declare i64 @elsewhere(i64)
+    define i64 @visible(i64 %x) {
+      %v = load i64, ptr @hidden
+      %y = call i64 @elsewhere(i64 %x)
+      %z = add i64 %y, %v
+      ret i64 %z
+    }
+    """
+    module = ll.parse_assembly(ir)
+    machine = ll.Target.from_triple(ll.get_process_triple()).create_target_machine()
+    names = nrtcache.defined_symbols(machine.emit_object(module))
+    assert names is not None
+    assert {"counter", "shared", "visible"} <= names
+    assert "elsewhere" not in names  # only declared here
+    assert nrtcache.defined_symbols(b"not an object") is None
+    assert nrtcache.defined_symbols(b"\x7fELF" + bytes(60)) is None  # no symbol table

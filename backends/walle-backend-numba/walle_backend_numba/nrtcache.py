@@ -39,12 +39,15 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
 
 _installed = False
 _lazy: bool | None = None  # lazy_registries' decision, once per process
+_lazy_bitcode: bool | None = None  # lazy_bitcode's decision, once per process
+served_initial = 0  #: times the initial module's machine code came from the cache
 
 
 def _key() -> str:
@@ -72,6 +75,7 @@ def install() -> bool:
     hook."""
     global _installed
     lazy_registries()
+    lazy_bitcode()
     if _installed:
         return True
     if os.environ.get("WALLE_NUMBA_NRT_CACHE", "1").lower() in ("0", "false", "no"):
@@ -98,6 +102,7 @@ def install() -> bool:
 
 def _load_or_build(ctx: Any, create: Any) -> Any:
     codegen = ctx.codegen()
+    _serve_initial_module(codegen)
     where = path()
     try:
         state = pickle.loads(where.read_bytes())
@@ -121,6 +126,63 @@ def _load_or_build(ctx: Any, create: Any) -> Any:
     except OSError:
         Path(tmp).unlink(missing_ok=True)
     return library
+
+
+def initial_path() -> Path:
+    from walle_backend_numba.codecache import cache_dir
+
+    return cache_dir() / f"initial-{_key()}.o"
+
+
+def _serve_initial_module(codegen: Any) -> None:
+    """Give MCJIT the machine code of the codegen's initial module from the cache.
+
+    numba creates its execution engine around an empty module; the first ``finalize_object``
+    (loading the cached NRT) has MCJIT compile that module, and numba's object-cache hook has
+    no code for it (it belongs to no library), so LLVM's x86 code generator runs for an empty
+    module and the ~6 MB of libLLVM it touches stay resident. The first process keeps the
+    object MCJIT emits for it; later ones hand that back. Any failure leaves numba's hooks.
+    """
+    ee = getattr(getattr(codegen, "_engine", None), "_ee", None)
+    initial = getattr(codegen, "_llvm_module", None)
+    notify = getattr(ee, "_object_cache_notify", None)
+    getbuffer = getattr(ee, "_object_cache_getbuffer", None)
+    if ee is None or initial is None or notify is None or getbuffer is None or \
+            getattr(ee, "_walle_initial", False):
+        return
+    where = initial_path()
+
+    def is_initial(module: Any) -> bool:
+        return module is initial or (module.name == initial.name and
+                                     not any(True for _ in module.functions))
+
+    def on_compiled(module: Any, buf: bytes) -> None:
+        if is_initial(module):
+            try:
+                fd, tmp = tempfile.mkstemp(dir=where.parent, suffix=".tmp")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(buf)
+                os.replace(tmp, where)
+            except OSError:
+                pass
+            return
+        notify(module, buf)
+
+    def get_buffer(module: Any) -> Any:
+        global served_initial
+        if is_initial(module):
+            try:
+                buf = where.read_bytes()
+            except OSError:
+                return None
+            if defined_symbols(buf) is None:  # not an object this loader wrote: compile
+                return None
+            served_initial += 1
+            return buf
+        return getbuffer(module)
+
+    ee.set_object_cache(on_compiled, get_buffer)
+    ee._walle_initial = True
 
 
 def lazy_registries() -> bool:
@@ -160,4 +222,109 @@ def _install_lazy_loader() -> bool:
             return self._load_overload(sig, target_context)
 
     caching.Cache.load_overload = load_overload
+    return True
+
+
+# ---- cached kernels' linking bitcode, parsed only when something links against it ----------
+
+def defined_symbols(obj: bytes) -> set[str] | None:
+    """Names of the symbols an x86-64 ELF relocatable object defines (functions, data, common
+    and untyped symbols), from its symbol table; None when ``obj`` is not a
+    little-endian ELF64 object with one."""
+    if len(obj) < 64 or obj[:4] != b"\x7fELF" or obj[4] != 2 or obj[5] != 1:
+        return None
+    shoff, = struct.unpack_from("<Q", obj, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", obj, 0x3A)
+    if shentsize < 64 or shoff + shnum * shentsize > len(obj):
+        return None
+    sections = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + i * shentsize)
+                for i in range(shnum)]
+    names: set[str] = set()
+    found = False
+    for _, sh_type, _, _, offset, size, link, _, _, entsize in sections:
+        if sh_type != 2 or entsize < 24 or link >= shnum:  # SHT_SYMTAB
+            continue
+        found = True
+        str_off, str_size = sections[link][4], sections[link][5]
+        if offset + size > len(obj) or str_off + str_size > len(obj):
+            return None
+        for at in range(offset, offset + size - entsize + 1, entsize):
+            st_name, st_info, _, st_shndx = struct.unpack_from("<IBBH", obj, at)
+            if st_shndx == 0 or (st_info & 0xF) not in (0, 1, 2):
+                continue  # undefined, or a section / file symbol (common ones are defined)
+            end = obj.find(b"\0", str_off + st_name, str_off + str_size)
+            if st_name and end > 0:
+                names.add(obj[str_off + st_name:end].decode("utf-8", "replace"))
+    return names if found else None
+
+
+def lazy_bitcode() -> bool:
+    """Load cached kernels without parsing their linking bitcode (see below); False when off
+    or when this numba's loader is not the one this replaces."""
+    global _lazy_bitcode
+    if _lazy_bitcode is None:
+        _lazy_bitcode = _install_lazy_bitcode()
+    return _lazy_bitcode
+
+
+def _install_lazy_bitcode() -> bool:
+    """numba caches a kernel as its machine code plus the LLVM bitcode other libraries link
+    against, and loading it parses that bitcode into an in-memory module (LLVM's bitcode
+    reader: ~3.5 MB of libLLVM pages at the first load; the parsed IR, 0.1-2 MB per kernel,
+    for the process's life). Running the kernel needs only the machine code and the names of
+    the symbols it defines, which the object's own symbol table gives. So the bitcode is kept
+    as bytes and parsed when something asks for the module to link against (a new compilation
+    calling the cached function). ``WALLE_NUMBA_LAZY_BITCODE=0`` turns it off."""
+    if os.environ.get("WALLE_NUMBA_LAZY_BITCODE", "1").lower() in ("0", "false", "no"):
+        return False
+    import inspect
+
+    try:
+        import llvmlite.binding as ll
+        from numba.core import codegen
+    except ImportError:  # pragma: no cover - other numba internals
+        return False
+    base = getattr(codegen, "JITCodeLibrary", None)
+    if base is None or not hasattr(base, "_get_module_for_linking"):  # pragma: no cover
+        return False
+    original = base._unserialize
+    try:
+        source = inspect.getsource(original.__func__)
+        linking = inspect.getsource(base._get_module_for_linking)
+    except (OSError, TypeError, AttributeError):  # pragma: no cover - no source to check
+        return False
+    expected = ("self._set_compiled_object(object_code)",
+                "self._shared_module = ll.parse_bitcode(shared_bitcode)",
+                "self._finalize_final_module()",
+                "self._codegen._engine._load_defined_symbols(self._shared_module)")
+    if not all(part in source for part in expected) or \
+            "if self._shared_module is not None:" not in linking:
+        return False  # a loader that does something else: keep numba's
+
+    class LazyBitcodeLibrary(base):  # type: ignore[misc, valid-type]
+        """A cached kernel's library whose linking module is parsed on first use."""
+
+        _pending_bitcode: bytes | None = None
+
+        def _get_module_for_linking(self) -> Any:
+            if self._pending_bitcode is not None:
+                self._shared_module = ll.parse_bitcode(self._pending_bitcode)
+                self._pending_bitcode = None
+            return super()._get_module_for_linking()
+
+    def _unserialize(cls: Any, cg: Any, state: Any) -> Any:
+        name, kind, data = state
+        names = defined_symbols(data[0]) if kind == "object" and cls is base else None
+        if not names:
+            return original.__func__(cls, cg, state)
+        object_code, shared_bitcode = data
+        self = LazyBitcodeLibrary(cg, name)
+        self.enable_object_caching()
+        self._set_compiled_object(object_code)
+        self._pending_bitcode = shared_bitcode
+        self._finalize_final_module()
+        cg._engine._defined_symbols |= names
+        return self
+
+    base._unserialize = classmethod(_unserialize)
     return True
