@@ -136,9 +136,10 @@ class _Converter:
             return v
 
         inits = []
+        read = light.arrays if light else {}
         for t in [*g.initializer, *(light.weights if light else ())]:
             v = define(text(t.name))
-            v.const = to_array(t, self.label)
+            v.const = read[v.name] if v.name in read else to_array(t, self.label)
             v.type = TensorType(dtypes.from_numpy(v.const.dtype), tuple(v.const.shape))
             inits.append(v)
         for sp in g.sparse_initializer:
@@ -211,9 +212,11 @@ class Light(NamedTuple):
     model: onnx.ModelProto  # the copy without large initializers
     weights: list[onnx.TensorProto]  # those initializers (the original messages)
     added: frozenset[str]  # the graph inputs that stand in for them (not real inputs)
+    arrays: dict[str, np.ndarray] = {}  # their values where read from the file (weights.py)
 
 
-def without_weights(proto: onnx.ModelProto) -> Light:
+def without_weights(proto: onnx.ModelProto,
+                    arrays: dict[str, np.ndarray] | None = None) -> Light:
     """A copy of ``proto`` whose large initializers are graph inputs of the same type and shape,
     with those initializers (the original messages, not copies).
 
@@ -236,16 +239,17 @@ def without_weights(proto: onnx.ModelProto) -> Light:
     lg.value_info.extend(g.value_info)
     lg.sparse_initializer.extend(g.sparse_initializer)
     declared = {vi.name for vi in g.input}
+    arrays = arrays or {}
     big, added = [], set()
     for t in g.initializer:
-        if _data_bytes(t) <= LIGHT_LIMIT:
+        if text(t.name) not in arrays and _data_bytes(t) <= LIGHT_LIMIT:
             lg.initializer.append(t)
             continue
         big.append(t)
         if t.name not in declared:
             lg.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
             added.add(text(t.name))
-    return Light(light, big, frozenset(added))
+    return Light(light, big, frozenset(added), arrays)
 
 
 def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:

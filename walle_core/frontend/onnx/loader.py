@@ -11,9 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
-from walle_core.frontend.onnx.convert import Light, _infer, convert_model, without_weights
+from walle_core.frontend.onnx import weights
+from walle_core.frontend.onnx.convert import Light, _infer, convert_model, text, without_weights
 from walle_core.ir.errors import ModelError, WalleError
 from walle_core.ir.graph import Graph
 
@@ -31,19 +33,37 @@ def _parse(data: bytes, label: str) -> onnx.ModelProto:
     return model
 
 
-def _read(model: str | os.PathLike[str] | bytes | onnx.ModelProto) -> tuple[Any, str, str]:
+def _read(model: str | os.PathLike[str] | bytes | onnx.ModelProto
+          ) -> tuple[Any, str, str, dict[str, np.ndarray]]:
+    """The parsed model, its label, the folder of its external data, and the arrays of the
+    initializers whose data was read from the file directly (:mod:`weights`)."""
     if isinstance(model, onnx.ModelProto):
-        return model, "<ModelProto>", ""
+        return model, "<ModelProto>", "", {}
     if isinstance(model, bytes | bytearray | memoryview):
-        return _parse(bytes(model), "<bytes>"), "<bytes>", ""
+        return _parse(bytes(model), "<bytes>"), "<bytes>", "", {}
     path = Path(model)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
+    label = str(path)
     try:
+        stripped = weights.strip(path) if _direct_weights() else None
+        if stripped is not None:
+            data, cuts = stripped
+            proto = _parse(data, label)
+            del data
+            inits = [proto.graph.initializer[c.initializer] for c in cuts]
+            arrays = weights.read(path, [(text(t.name), t.data_type, list(t.dims), c)
+                                         for t, c in zip(inits, cuts, strict=True)], label)
+            return proto, label, str(path.parent), arrays
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"{path}: cannot read ({exc.strerror})") from None
-    return _parse(data, str(path)), str(path), str(path.parent)
+    return _parse(data, label), label, str(path.parent), {}
+
+
+def _direct_weights() -> bool:
+    """``WALLE_DIRECT_WEIGHTS=0`` parses whole files with protobuf (the weights twice)."""
+    return os.environ.get("WALLE_DIRECT_WEIGHTS", "1").lower() not in ("0", "false", "no")
 
 
 def _check_opsets(proto: onnx.ModelProto, label: str) -> None:
@@ -77,11 +97,11 @@ def load_model(
     model: str | os.PathLike[str] | bytes | onnx.ModelProto, check: bool = True
 ) -> Graph:
     """Load ``model`` into the IR; raises :class:`ModelError` for anything malformed."""
-    proto, label, base_dir = _read(model)
+    proto, label, base_dir, arrays = _read(model)
     _check_opsets(proto, label)
     _load_external(proto, base_dir, label)
     try:  # what the checker and shape inference need: no weights
-        light = without_weights(proto)
+        light = without_weights(proto, arrays)
     except Exception as exc:  # a malformed proto: say, a name that is not UTF-8
         raise ModelError(f"{label}: malformed model ({type(exc).__name__}: {exc})") from None
     inferred = _validated(light, label, check)
