@@ -100,6 +100,8 @@ import kern
 assert np.array_equal(kern.doubled(6), np.arange(6, dtype=np.float32) * 2)
 assert kern.doubled.stats.cache_hits, "not loaded from the cache"
 loaded = "numba.np.arraymath" in sys.modules
+# np.zeros inlined from numba.np.arrayobj: its environment does not import that module
+impl = "arrayobj" if "numba.np.arrayobj" in sys.modules else "no-arrayobj"
 # a compilation after that still finds every registry (the compiler refreshes them itself)
 import numba
 @numba.njit
@@ -115,7 +117,7 @@ def calls(n):
 assert calls(4) == 12.0
 assert getattr(lib, "_pending_bitcode", None) is None
 print("registries" if loaded else "lean", "lazy-bitcode" if pending else "parsed",
-      nrtcache.served_initial)
+      nrtcache.served_initial, impl)
 """
 
 
@@ -135,10 +137,12 @@ def test_cached_kernels_load_without_numbas_registries(tmp_path: Path) -> None:
     lean = _load(tmp_path)
     assert lean.returncode == 0, lean.stderr
     assert lean.stdout.split()[:2] == ["lean", "lazy-bitcode"]
+    assert lean.stdout.split()[3] == "no-arrayobj"
     full = _load(tmp_path, WALLE_NUMBA_LAZY_REGISTRIES="0",  # numba's own loader
                  WALLE_NUMBA_LAZY_BITCODE="0")
     assert full.returncode == 0, full.stderr
     assert full.stdout.split()[:2] == ["registries", "parsed"]
+    assert full.stdout.split()[3] == "arrayobj"
 
 
 def test_the_engines_initial_module_comes_from_the_cache(tmp_path: Path) -> None:

@@ -222,6 +222,49 @@ def _install_lazy_loader() -> bool:
             return self._load_overload(sig, target_context)
 
     caching.Cache.load_overload = load_overload
+    _install_lazy_envs()
+    return True
+
+
+def _install_lazy_envs() -> bool:
+    """A cached kernel's pickled environments name the module each inlined function came
+    from, and numba imports it to use its ``__dict__`` as the environment's globals. For the
+    implementations numba inlines (``np.empty`` is ``numba.np.arrayobj``'s, ``np.full``
+    ``numba.np.npyimpl``'s) that import pulls in the implementation modules the lazy loader
+    skipped (3 MB, on every model). Their nopython code never reads those globals (only
+    object mode does), so an environment of a ``numba.`` module not imported yet gets a stub
+    of them instead; walle's own modules and anything already imported keep numba's path."""
+    import builtins
+    import inspect
+    import sys
+
+    try:
+        from numba.core import environment
+    except ImportError:  # pragma: no cover - other numba internals
+        return False
+    original = getattr(environment, "_rebuild_env", None)
+    try:
+        source = inspect.getsource(original) if original is not None else ""
+    except (OSError, TypeError):  # pragma: no cover
+        return False
+    if "importlib.import_module(modname)" not in source or \
+            "Environment(mod.__dict__)" not in source:
+        return False
+
+    def _rebuild_env(modname: Any, consts: Any, env_name: Any) -> Any:
+        if not (isinstance(modname, str) and modname.startswith("numba.")) or \
+                modname in sys.modules:
+            return original(modname, consts, env_name)
+        env = environment.lookup_environment(env_name)
+        if env is not None:
+            return env
+        env = environment.Environment({"__name__": modname, "__builtins__": builtins})
+        env.consts[:] = consts
+        env.env_name = env_name
+        environment.Environment._memo[env_name] = env
+        return env
+
+    environment._rebuild_env = _rebuild_env
     return True
 
 
