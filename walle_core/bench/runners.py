@@ -64,11 +64,14 @@ class WalleRunner:
         from walle_core.runtime.backends import resolve
         from walle_core.runtime.session import Session  # noqa: F401
 
-        # import the backend plugins this run resolves to (numba and its LLVM, ~55 MB) here,
-        # as the other runners import their library in check(): the worker's peak memory
-        # excludes library code for every runner alike. Their kernels are still loaded (and
-        # counted) when the session first runs.
-        resolve(self.backend)
+        # import the engine here, as the other runners import their library in check(): the
+        # backend plugins this run resolves to (numba and its LLVM, ~55 MB) and every module
+        # of theirs and of the core a session imports on first use (kernel definitions,
+        # reference ops, layout pass: ~5 MB), so the worker's peak memory excludes library
+        # code for every runner alike. Kernels are still loaded (and counted) when the
+        # session first runs, and so is numba's runtime.
+        candidates, fallback, _ = resolve(self.backend)
+        _import_engine([*candidates, *fallback])
         return f"{__version__} ({self.backend})"
 
     def convert(self, model_path: Path, cache_dir: Path) -> None:
@@ -81,6 +84,26 @@ class WalleRunner:
 
     def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
         return dict(self.session.run(feeds))
+
+
+#: core modules a session imports on first use
+ENGINE_MODULES = ("walle_core.reference_ops", "walle_core.frontend.onnx.infer",
+                  "walle_core.runtime.layout")
+
+
+def _import_engine(backends: list[Any]) -> None:
+    """Import ``ENGINE_MODULES`` and every submodule of each backend's package."""
+    import importlib
+    import pkgutil
+
+    for name in ENGINE_MODULES:
+        importlib.import_module(name)
+    for backend in backends:
+        package = sys.modules.get(type(backend).__module__.split(".")[0])
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []),
+                                          f"{getattr(package, '__name__', '')}."):
+            if info.name.split(".")[0] != "walle_core":
+                importlib.import_module(info.name)
 
 
 class OnnxRuntimeRunner:
