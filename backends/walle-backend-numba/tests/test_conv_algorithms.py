@@ -254,3 +254,44 @@ def test_depthwise_applies_every_fused_activation(act: str, params: tuple[float,
                    17)
     got = _run(NumbaBackend(threads=2), fused, [x, w, b], out, Algorithm("depthwise", 0.0))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["winograd2", "winograd4"])
+@pytest.mark.parametrize("act", ["", "relu", "clip", "sigmoid"])
+@pytest.mark.parametrize("with_res", [False, True])
+def test_winograd_epilogues_through_the_transposing_store(variant: str, act: str,
+                                                          with_res: bool) -> None:
+    """Channel and width counts that span several register-transpose tiles with ragged edges
+    (transpose.py), bias, residual and every fused activation, against a float64 direct
+    convolution."""
+    from walle_backend_numba import conv, threads
+
+    from walle_core.ir import dtypes
+    from walle_core.ir.primitives import TensorSpec
+
+    threads.configure(2)
+    f32 = dtypes.from_numpy(np.float32)
+    x = RNG.standard_normal((2, 20, 18, 37)).astype(np.float32)
+    w = RNG.standard_normal((33, 20, 3, 3)).astype(np.float32) * 0.2
+    b = RNG.standard_normal(33).astype(np.float32)
+    r = RNG.standard_normal((2, 33, 18, 37)).astype(np.float32)
+    attrs: dict[str, Any] = {"pads": [1, 1, 1, 1], "fused_activation": act}
+    if act == "clip":
+        attrs["fused_act_params"] = (-0.5, 0.7)
+    run = conv.plan(attrs, TensorSpec(x.shape, f32), TensorSpec(w.shape, f32),
+                    TensorSpec(b.shape, f32), TensorSpec(r.shape, f32), variant)
+    assert run is not None
+    y = np.full(r.shape, 7, np.float32)
+    run(x, w, b, y, r if with_res else None)  # type: ignore[call-arg]
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want = np.zeros(r.shape)
+    for i in range(3):
+        for j in range(3):
+            want += np.einsum("nchw,mc->nmhw", xp[:, :, i:i + 18, j:j + 37], w[:, :, i, j])
+    want += b[None, :, None, None]
+    if with_res:
+        want += r
+    want = {"": want, "relu": np.maximum(want, 0), "clip": np.clip(want, -0.5, 0.7),
+            "sigmoid": 1 / (1 + np.exp(-want))}[act]
+    tol = 1e-3 if variant == "winograd4" else 1e-4
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol)

@@ -38,7 +38,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from walle_backend_numba import microkernel
+from walle_backend_numba import microkernel, transpose
 from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue, gemm
 from walle_backend_numba.pool import bias_act, bias_act_rows, sgemm
@@ -431,7 +431,8 @@ def winograd_weights(w: np.ndarray, m: int) -> np.ndarray:
 
 
 # float32 constants: an int literal times a float32 would make numba compute in float64
-_F2, _F4, _F5, _F8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
+_F0, _F2, _F4, _F5, _F8 = np.float32(0), np.float32(2), np.float32(4), np.float32(5), np.float32(8)
+_TW = transpose.W  #: the register transpose's tile edge
 
 
 @dual(fastmath={"contract"})
@@ -440,11 +441,30 @@ def winograd_pack(x: Any, xp: Any, ph: int, pw: int) -> None:  # pragma: no cove
     so the transforms below run down contiguous channel vectors."""
     c_, h, w = x.shape
     hp, wp = xp.shape[0], xp.shape[1]
+    # float32 with unit column stride: W x W register transposes (transpose.py)
+    fast = x.itemsize == 4 and x.strides[2] == 4 and xp.strides[2] == 4 and \
+        xp.strides[1] == 4 * c_
     for r in numba.prange(hp):
         row = xp[r]
         ir = r - ph
         if ir < 0 or ir >= h:
             row[:, :] = 0
+            continue
+        if fast:
+            for q in range(pw):
+                for c in range(c_):
+                    row[q, c] = 0
+            for q in range(pw + w, wp):
+                for c in range(c_):
+                    row[q, c] = 0
+            sb = x.ctypes.data + ir * x.strides[1]
+            db = xp.ctypes.data + r * xp.strides[0] + pw * xp.strides[1]
+            for c0 in range(0, c_, _TW):
+                nr = min(_TW, c_ - c0)
+                for q0 in range(0, w, _TW):
+                    transpose.plain(sb + c0 * x.strides[0] + 4 * q0, x.strides[0] // 4,
+                                    db + 4 * (q0 * c_ + c0), c_, nr, min(_TW, w - q0), 0, 0, 0,
+                                    _F0, _F0)
             continue
         for q in range(wp):
             iq = q - pw
@@ -514,11 +534,14 @@ def winograd_input(xp: Any, v: Any, m: int, tw: int) -> None:  # pragma: no cove
 
 @dual(fastmath={"contract"})
 def winograd_output(mm: Any, y: Any, m: int, bias: Any, has_bias: bool, act: int, lo: Any,
-                    hi: Any, tw: int, res: Any, has_res: bool) -> None:  # pragma: no cover
+                    hi: Any, tw: int, res: Any, has_res: bool,
+                    fast: bool) -> None:  # pragma: no cover
     """y[o, ti*m + i, tj*m + s] = act((A^T M A)[i, s] + bias[o]) for M = mm[:, tile, o]
     (``mm`` [a*a, tiles, M], output channels last), clipped to the output; vector operations
     over the output channels (whole-array indexing, no views in the loops) into a buffer of
-    the tile row, then stored row by row into NCHW."""
+    the tile row, then stored row by row into NCHW. ``fast`` (float32, C-contiguous ``y`` and
+    ``res``, ``bias`` of M values, the activation a clamp to [lo, hi]): that store through
+    ``transpose.py``'s register transposes."""
     m_, oh, ow = y.shape
     a = m + 2
     th = -(-oh // m)
@@ -559,13 +582,31 @@ def winograd_output(mm: Any, y: Any, m: int, bias: Any, has_bias: bool, act: int
                         out[i, q0 + 1, c] = q + _F2 * d
                         out[i, q0 + 2, c] = p + _F4 * s
                         out[i, q0 + 3, c] = q + _F8 * d + t[i, 5, c]
-        # then into NCHW: per output pixel, a contiguous run of channels from the row buffer
-        # stored with the output's channel stride (the lines of a row being written stay in
-        # L1); bias and activation on the way
+        # then into NCHW
         for i in range(m):
             row = ti * m + i
             if row >= oh:
                 break
+            if fast:  # W x W register transposes, the epilogue on the transposed vectors
+                ob = out.ctypes.data + 4 * i * (tw * m) * m_
+                yb = y.ctypes.data + 4 * row * ow
+                rb = res.ctypes.data + 4 * row * ow
+                for c0 in range(0, m_, _TW):
+                    nc = min(_TW, m_ - c0)
+                    for col0 in range(0, ow, _TW):
+                        nr = min(_TW, ow - col0)
+                        src = ob + 4 * (col0 * m_ + c0)
+                        dst = 4 * (c0 * oh * ow + col0)
+                        if has_res:
+                            transpose.epilogue_res(src, m_, yb + dst, oh * ow, nr, nc,
+                                                   bias.ctypes.data + 4 * c0, rb + dst, oh * ow,
+                                                   lo, hi)
+                        else:
+                            transpose.epilogue(src, m_, yb + dst, oh * ow, nr, nc,
+                                               bias.ctypes.data + 4 * c0, 0, 0, lo, hi)
+                continue
+            # per output pixel, a contiguous run of channels from the row buffer stored with
+            # the output's channel stride; bias and activation on the way
             for col in range(ow):
                 if has_res:  # a fused residual (res [M, OH, OW]) before the activation
                     for c in range(m_):
@@ -1025,7 +1066,11 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         outof = winograd_output.pick(a * a * m * tiles * 2)
 
         no_res = np.zeros((1, 1, 1), dtype)
+        zero_bias = np.zeros(m, dtype)
         gemm_taps = gemm((a * a, tiles, geo.c), (a * a, geo.c, m))
+        # float32 relu / clip / none: the output's transposing store applies them as a clamp
+        clamp = dtype == np.float32 and act in (0, 1, 2)
+        clo, chi = microkernel.clamp_bounds(act, float(lo), float(hi))
 
         taps_bound: list[Any] = [None, None]  # (scratch, weights) ids -> views, GEMM call
 
@@ -1041,13 +1086,16 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                 # held with the buffers whose ids are the key
                 taps_bound[0], taps_bound[1] = key, (v, mm, xp, call, buf, u)
             v, mm, xp, call = taps_bound[1][:4]
-            b = bias.reshape(-1) if bias is not None else no_bias_vec
+            b = bias.reshape(-1) if bias is not None else zero_bias
+            fast = clamp and yb.flags.c_contiguous and b.flags.c_contiguous and \
+                (res is None or res.flags.c_contiguous)
+            flo, fhi = (clo, chi) if fast else (lo, hi)
             for i in range(n):
                 pack(xb[i], xp, geo.ph, geo.pw)
                 into(xp, v, mt, tw)
                 call()  # [tiles, C] @ [C, M] per tap
-                outof(mm, yb[i], mt, b, bias is not None, act, lo, hi, tw,
-                      res[i] if res is not None else no_res, res is not None)
+                outof(mm, yb[i], mt, b, bias is not None, act, flo, fhi, tw,
+                      res[i] if res is not None else no_res, res is not None, fast)
 
         return run_winograd
 
