@@ -192,3 +192,27 @@ def test_defined_symbols_reads_an_objects_symbol_table() -> None:
     assert "elsewhere" not in names  # only declared here
     assert nrtcache.defined_symbols(b"not an object") is None
     assert nrtcache.defined_symbols(b"\x7fELF" + bytes(60)) is None  # no symbol table
+
+
+def test_a_symbol_the_object_does_not_list_comes_from_the_bitcode(tmp_path: Path) -> None:
+    """Were an object's symbol table ever to miss a function's name, the address comes from
+    numba's bitcode path, not a null pointer."""
+    (tmp_path / "kern.py").write_text(KERNEL)
+    environ = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"), PYTHONPATH=str(tmp_path),
+                   WALLE_NUMBA_CACHE=str(tmp_path))
+    first = subprocess.run([sys.executable, "-c", "import kern; kern.doubled(3)"], env=environ,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    script = (
+        "import numpy as np\n"
+        "from walle_backend_numba import nrtcache\n"
+        "nrtcache.install()\n"
+        "nrtcache.defined_symbols = lambda obj: {'not_a_symbol_of_it'}\n"
+        "import kern\n"
+        "assert np.array_equal(kern.doubled(6), np.arange(6, dtype=np.float32) * 2)\n"
+        "assert kern.doubled.stats.cache_hits\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

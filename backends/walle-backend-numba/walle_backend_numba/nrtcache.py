@@ -243,8 +243,10 @@ def _install_lazy_envs() -> bool:
     except ImportError:  # pragma: no cover - other numba internals
         return False
     original = getattr(environment, "_rebuild_env", None)
+    if original is None:  # pragma: no cover - other numba internals
+        return False
     try:
-        source = inspect.getsource(original) if original is not None else ""
+        source = inspect.getsource(original)
     except (OSError, TypeError):  # pragma: no cover
         return False
     if "importlib.import_module(modname)" not in source or \
@@ -354,6 +356,15 @@ def _install_lazy_bitcode() -> bool:
                 self._shared_module = ll.parse_bitcode(self._pending_bitcode)
                 self._pending_bitcode = None
             return super()._get_module_for_linking()
+
+        def get_pointer_to_function(self, name: str) -> Any:
+            # a name the symbol table did not give (never seen): numba's way, from the bitcode,
+            # rather than a null address
+            address = super().get_pointer_to_function(name)
+            if not address and self._pending_bitcode is not None:
+                self._codegen._engine._load_defined_symbols(self._get_module_for_linking())
+                address = super().get_pointer_to_function(name)
+            return address
 
     def _unserialize(cls: Any, cg: Any, state: Any) -> Any:
         name, kind, data = state
