@@ -278,7 +278,16 @@ def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int
     # with the bias per column B is the weights (a channels-last 1x1 Conv, a Linear layer):
     # far more output channels than pixels (MobileNetV2's 7x7 layers: 49 x 960..1280) split
     # by columns too, each core reading half the weights (219 -> 187 us; at n <= 8 m no gain)
-    by_rows = nmb >= 2 * chunks and not (n >= 32 * m and k >= 64) and \
+    # an NCHW Conv's columns are pixels: split by them when there are enough tiles (>= 4 a
+    # task), so each core reads only its pixels of the input, which it mostly wrote itself
+    # when the op before split by pixels too (this split, Winograd's and im2col_mk's tile
+    # rows, direct_mk's output rows); split by output channels, both cores read the whole
+    # input, half of it from the other core's cache. Timed right after the 1x1 Conv that
+    # produced its input: 256->128->32 at 27x27 67 -> 38 us, 64->256->64 at 56x56 755 ->
+    # 455 us; alone (hot) within 7% either way. At 14x14 and below rows stay better
+    # (balance: 5 tiles or fewer). SqueezeNet 4.09 -> 3.87 ms, ResNet-50 40.3 -> 38.8.
+    pixels = not col_bias and npan >= 4 * chunks
+    by_rows = nmb >= 2 * chunks and not pixels and not (n >= 32 * m and k >= 64) and \
         not (col_bias and n > 8 * m)
     for t in numba.prange(chunks):
         if by_rows:
