@@ -459,3 +459,40 @@ def test_memory_held_is_charged_against_time(monkeypatch: Any, us_per_mb: str,
     backend = _TwoWays()
     placement = place(program, {"reference": CostProfile("reference", "k")}, [backend])
     assert {a.name for a in placement.algorithms} == {expected}
+
+
+def test_close_calls_pass_weights_as_constants(tmp_path: Path) -> None:
+    """A close call is timed with the step's constant inputs (weights) as the backend's
+    constants, as the plan passes them: kernels that cache what they derive from a constant
+    (Winograd's weights, packed panels) are timed as they will run. The table's key says so."""
+    from walle_core.search.measure import Measurements
+
+    made: list[tuple[int, ...]] = []
+
+    class Counting(ReferenceBackend):
+        def constant(self, array: np.ndarray) -> Any:
+            made.append(tuple(array.shape))
+            return super().constant(array)
+
+    program = planned(mlp(hidden=512))
+    host = Counting()
+    profs = profiles(1e12)
+    dev = FakeDevice()
+    profs["fakedev"] = CostProfile("fakedev", "d2", **{
+        k: v for k, v in profs["reference"].to_json().items()
+        if k not in ("version", "backend", "key")})
+    consts = program.builder.consts
+    measure = Measurements(tmp_path / "m.json", min_seconds=0.0)
+    search(program.steps, program.slots, list(program.inputs.values()),
+           [s for _, s in program.outputs], consts, program.aliases, [host, dev], profs,
+           measure=measure)
+    assert measure.measured >= 2
+    weight_shapes = {tuple(program.slots[s].shape) for step in program.steps
+                     for s in step.inputs if s >= 0 and s in consts}
+    assert weight_shapes and weight_shapes & set(made)
+    step = program.steps[0]
+    ins = [program.slots[s] if s >= 0 else None for s in step.inputs]
+    outs = [program.slots[s] for s in step.outputs]
+    alg = Algorithm("numpy", 0.0)
+    assert measure.key(host, alg, step, ins, outs, [False, True]) != \
+        measure.key(host, alg, step, ins, outs)

@@ -116,7 +116,7 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
         candidates.append(options)
     measured_before = (measure.measured, measure.reused) if measure is not None else (0, 0)
     if measure is not None:
-        measure.refine(steps, slots, candidates)
+        measure.refine(steps, slots, candidates, consts)
 
     # cheapest candidate per domain, per step
     domains = sorted({b.memory_domain for opts in candidates for b, _ in opts},

@@ -104,23 +104,29 @@ class Measurements:
         return os.environ.get("WALLE_SEARCH_MEASURE", "1") not in ("0", "false", "no")
 
     def key(self, backend: ExecutionBackend, alg: Algorithm, step: Step,
-            ins: Sequence[TensorSpec | None], outs: Sequence[TensorSpec]) -> str:
+            ins: Sequence[TensorSpec | None], outs: Sequence[TensorSpec],
+            constant: Sequence[bool] = ()) -> str:
         prim = step.prim
         what = repr(prim)
         if isinstance(prim, Kernel):  # attrs are excluded from a Kernel's repr
             what += repr(sorted(prim.attrs.items()))
         shapes = [(s.shape, s.dtype.name) if s is not None else None for s in (*ins, *outs)]
         raw = f"{backend.calibration_key()}|{alg.name}|{alg.params}|{what}|{shapes}"
+        if any(constant):  # timed with those inputs as constants
+            raw += "|const=" + "".join("1" if c else "0" for c in constant)
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
     def refine(self, steps: Sequence[Step], slots: Sequence[TensorSpec],
-               candidates: list[list[tuple[ExecutionBackend, Algorithm]]]) -> None:
-        """Replace estimates by measurements for close calls, in place (most expensive first)."""
+               candidates: list[list[tuple[ExecutionBackend, Algorithm]]],
+               consts: set[int] | dict[int, object] | None = None) -> None:
+        """Replace estimates by measurements for close calls, in place (most expensive first).
+        ``consts``: the slots that are constants (weights), timed as such."""
         with self.lock:
-            self._refine(steps, slots, candidates)
+            self._refine(steps, slots, candidates, consts or ())
 
     def _refine(self, steps: Sequence[Step], slots: Sequence[TensorSpec],
-                candidates: list[list[tuple[ExecutionBackend, Algorithm]]]) -> None:
+                candidates: list[list[tuple[ExecutionBackend, Algorithm]]],
+                consts: set[int] | dict[int, object] | tuple[()] = ()) -> None:
         start = time.perf_counter()
         shards: dict[int, str] = {}  # backend id -> its table's shard, hashed once a refine
         order = sorted(range(len(steps)), key=lambda i: -min(a.cost for _, a in candidates[i]))
@@ -141,9 +147,10 @@ class Measurements:
             close = [k for k, (_, a) in enumerate(opts) if a.cost <= best * self.ratio]
             if len(close) < 2:
                 continue
+            constant = [s >= 0 and s in consts for s in step.inputs]
             for k in close:
                 backend, alg = opts[k]
-                key = self.key(backend, alg, step, ins, outs)
+                key = self.key(backend, alg, step, ins, outs, constant)
                 self.touched.add(key)
                 shard = shards.get(id(backend)) or shards.setdefault(id(backend),
                                                                      self.shard_of(backend))
@@ -156,7 +163,7 @@ class Measurements:
                         seconds = entry[0]
                     else:
                         load = machine_load()
-                        timed = self._time(backend, alg, step, ins, outs)
+                        timed = self._time(backend, alg, step, ins, outs, constant)
                         if timed is None:
                             continue
                         if entry is not None:  # the faster of the two is the machine's
@@ -177,9 +184,11 @@ class Measurements:
         self.save()
 
     def _time(self, backend: ExecutionBackend, alg: Algorithm, step: Step,
-              ins: Sequence[TensorSpec | None], outs: Sequence[TensorSpec]) -> float | None:
+              ins: Sequence[TensorSpec | None], outs: Sequence[TensorSpec],
+              constant: Sequence[bool] = ()) -> float | None:
         try:
-            return _Bench(backend).time(step.prim, ins, outs, alg, budget_s=0.02, max_runs=10)
+            return _Bench(backend).time(step.prim, ins, outs, alg, budget_s=0.02, max_runs=10,
+                                        constant=constant)
         except Exception:  # a kernel that cannot run on random data keeps its estimate
             return None
 
