@@ -240,3 +240,42 @@ def test_conv_mk_on_strided_buffers(variant: str, k: int) -> None:
     plain(np.ascontiguousarray(x), w, None, want, np.ascontiguousarray(res))
     np.testing.assert_allclose(big[:, :, :, ::2], want, rtol=1e-4, atol=1e-4)
     assert not big[:, :, :, 1::2].any()
+
+
+@pytest.mark.parametrize("ash,bsh,act", [
+    ((1, 128, 256), (256, 1024), "relu"),  # BERT's FFN: 1 MB of B, packed
+    ((37, 1024), (1024, 200), ""),  # a tail panel of 8 columns, rows not a multiple of 8
+])
+def test_matmul_mk_with_b_packed_in_panels(ash: tuple[int, ...], bsh: tuple[int, ...],
+                                           act: str) -> None:
+    """B of 512 KB or more runs from a panel-packed copy (matmul.mk_packed_bytes): packed
+    once for a constant B, again whenever a writable B's values change."""
+    from walle_backend_numba import matmul
+
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import MatMul, TensorSpec
+
+    f32 = from_numpy(np.dtype(np.float32))
+    rng = np.random.default_rng(bsh[1])
+    a = rng.standard_normal(ash).astype(np.float32)
+    b = rng.standard_normal(bsh).astype(np.float32)
+    c = rng.standard_normal(bsh[1]).astype(np.float32)
+    y = np.full((*ash[:-1], bsh[1]), np.nan, np.float32)
+    assert matmul.mk_packed_bytes(TensorSpec(b.shape, f32)) >= b.nbytes
+    run = matmul.plan(MatMul(activation=act), TensorSpec(a.shape, f32), TensorSpec(b.shape, f32),
+                      TensorSpec(c.shape, f32), TensorSpec(y.shape, f32), "mk")
+    assert run is not None
+
+    def want(bb: np.ndarray) -> np.ndarray:
+        r = a.astype(np.float64) @ bb + c
+        return np.maximum(r, 0) if act == "relu" else r
+
+    constant = b.copy()
+    constant.flags.writeable = False
+    run(a, constant, c, y)
+    np.testing.assert_allclose(y, want(b), rtol=1e-4, atol=1e-3)
+    run(a, b, c, y)  # a writable B with the same values
+    np.testing.assert_allclose(y, want(b), rtol=1e-4, atol=1e-3)
+    b[3, :] += 1.0  # its values change: packed again
+    run(a, b, c, y)
+    np.testing.assert_allclose(y, want(b), rtol=1e-4, atol=1e-3)

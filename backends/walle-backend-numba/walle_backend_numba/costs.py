@@ -94,9 +94,12 @@ def algorithms(step: Step, inputs: Sequence[TensorSpec | None], outputs: Sequenc
         bias = inputs[2] if len(inputs) > 2 else None
         if matmul.mk_fits(prim, inputs[0], inputs[1], bias, outputs[0]):
             eff = mk_efficiency(profile)
+            packed = matmul.mk_packed_bytes(inputs[1])
             return [Algorithm("default", est, note="BLAS sgemm + numba epilogue"),
                     Algorithm("mk", est * eff, note="register-tiled micro-kernel, epilogue in "
-                              f"the tile (BLAS estimate x measured ratio {eff:.2f})")]
+                              f"the tile (BLAS estimate x measured ratio {eff:.2f})"
+                              + ("; B packed in column panels" if packed else ""),
+                              extra_bytes=packed)]
     return [Algorithm("default", est)]
 
 

@@ -302,6 +302,43 @@ def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int
                          pr, ldr, lo, hi)
 
 
+@dual()
+def gemm_packed(pa: int, lda: int, pbp: int, pc: int, ldc: int, m: int, n: int, k: int,
+                pbias: int, col_bias: bool, pr: int, ldr: int, lo: Any, hi: Any,
+                chunks: int) -> None:  # pragma: no cover
+    """:func:`gemm` with B packed in column panels (:func:`pack_panels`: ``[N/NR][K][NR]``,
+    each tile's B one contiguous stream instead of K rows N apart), split the same way."""
+    nmb = (m + MR - 1) // MR
+    npan = (n + NR - 1) // NR
+    by_rows = nmb >= 2 * chunks and not (n >= 32 * m and k >= 64) and \
+        not (col_bias and n > 8 * m)
+    for t in numba.prange(chunks):
+        if by_rows:
+            for p in range(npan):
+                # _one reads B at pb + 4 * n0: the panel of column n0 starts n0 * k floats in
+                pb = pbp + 4 * p * NR * (k - 1)
+                for mb in range(t * nmb // chunks, (t + 1) * nmb // chunks):
+                    _one(pa, lda, k, pb, NR, pc, ldc, m, n, mb, p * NR, pbias, col_bias, pr,
+                         ldr, lo, hi)
+        else:
+            for p in range(t * npan // chunks, (t + 1) * npan // chunks):
+                pb = pbp + 4 * p * NR * (k - 1)
+                for mb in range(nmb):
+                    _one(pa, lda, k, pb, NR, pc, ldc, m, n, mb, p * NR, pbias, col_bias, pr,
+                         ldr, lo, hi)
+
+
+def pack_panels(b: np.ndarray) -> np.ndarray:
+    """B [K, N] as ``[ceil(N / NR), K, NR]`` float32, the last panel zero-padded."""
+    k, n = b.shape
+    npan = -(-n // NR)
+    out = np.zeros((npan, k, NR), np.float32)
+    for p in range(npan):
+        part = b[:, p * NR:(p + 1) * NR]
+        out[p, :, :part.shape[1]] = part
+    return out
+
+
 def clamp_bounds(act: int, lo: float, hi: float) -> tuple[np.float32, np.float32]:
     """The tile's clamp for a fused activation (``matmul.ACTS`` codes 0 none, 1 relu, 2 clip;
     others are applied after the GEMM, so no clamp)."""
