@@ -455,6 +455,7 @@ def test_memory_held_is_charged_against_time(monkeypatch: Any, us_per_mb: str,
                                              expected: str) -> None:
     """10 MB at the default 10 us/MB outweighs 5 us; with memory free the faster one wins."""
     monkeypatch.setenv("WALLE_MEMORY_US_PER_MB", us_per_mb)
+    monkeypatch.setenv("WALLE_MEMORY_BUDGET", "inf")  # the price alone (the budget: below)
     program = planned(mlp())
     backend = _TwoWays()
     placement = place(program, {"reference": CostProfile("reference", "k")}, [backend])
@@ -496,3 +497,37 @@ def test_close_calls_pass_weights_as_constants(tmp_path: Path) -> None:
     alg = Algorithm("numpy", 0.0)
     assert measure.key(host, alg, step, ins, outs, [False, True]) != \
         measure.key(host, alg, step, ins, outs)
+
+
+class _Budgeted(ReferenceBackend):
+    """Per step a variant holding 1 MB that saves more time the later the step comes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: dict[str, int] = {}
+
+    def algorithms(self, step: Step, inputs: Sequence[TensorSpec | None],
+                   outputs: Sequence[TensorSpec], profile: CostProfile) -> list[Algorithm]:
+        rank = self.order.setdefault(step.origin + repr(step.outputs), len(self.order))
+        return [Algorithm("holds", 100e-6 - (rank + 1) * 10e-6, extra_bytes=1 << 20),
+                Algorithm("lean", 100e-6)]
+
+
+@pytest.mark.parametrize("budget_mb", [0, 1, 2])
+def test_held_memory_stays_within_a_share_of_the_constants(monkeypatch: Any,
+                                                           budget_mb: int) -> None:
+    """Past the budget (a share of the model's constant bytes) memory is charged more until the
+    choices fit, so the steps saving the least time per byte give up their held memory first."""
+    monkeypatch.setenv("WALLE_MEMORY_US_PER_MB", "1")  # cheap: every step would hold
+    program = planned(mlp())
+    consts = program.builder.consts
+    weights = sum(program.slots[s].nbytes for s in consts if 0 <= s < len(program.slots))
+    monkeypatch.setenv("WALLE_MEMORY_BUDGET", str(budget_mb * (1 << 20) / weights))
+    backend = _Budgeted()
+    placement = place(program, {"reference": CostProfile("reference", "k")}, [backend])
+    holds = [i for i, a in enumerate(placement.algorithms) if a.name == "holds"]
+    assert len(holds) == min(budget_mb, len(placement.algorithms))
+    # the ones kept are the ones saving most (the latest steps)
+    assert all(i >= len(placement.algorithms) - budget_mb for i in holds)
+    if budget_mb < len(placement.algorithms):
+        assert any("held memory" in note for note in placement.notes)

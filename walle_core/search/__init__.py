@@ -83,6 +83,21 @@ def memory_price() -> float:
     return max(us_per_mb, 0.0) * 1e-6 / (1 << 20)
 
 
+#: Memory the chosen algorithms may hold beyond their operands, as a share of the model's
+#: constants (``WALLE_MEMORY_BUDGET``; ``inf`` for no limit).
+MEMORY_BUDGET = 0.5
+
+
+def memory_budget() -> float:
+    """The held-memory budget as a share of the model's constant bytes."""
+    raw = os.environ.get("WALLE_MEMORY_BUDGET", "")
+    try:
+        share = float(raw) if raw else MEMORY_BUDGET
+    except ValueError:
+        share = MEMORY_BUDGET
+    return max(share, 0.0)
+
+
 def charged(alg: Algorithm, price: float) -> float:
     """An algorithm's time plus what it holds, at ``price`` seconds per byte."""
     return alg.cost + alg.extra_bytes * price
@@ -121,15 +136,20 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
     # cheapest candidate per domain, per step
     domains = sorted({b.memory_domain for opts in candidates for b, _ in opts},
                      key=lambda d: (d != HOST, d))
-    best: list[dict[str, tuple[ExecutionBackend, Algorithm]]] = []
+
+    def cheapest(price: float) -> list[dict[str, tuple[ExecutionBackend, Algorithm]]]:
+        best: list[dict[str, tuple[ExecutionBackend, Algorithm]]] = []
+        for opts in candidates:
+            per: dict[str, tuple[ExecutionBackend, Algorithm]] = {}
+            for b, alg in opts:
+                d = b.memory_domain
+                if d not in per or charged(alg, price) < charged(per[d][1], price):
+                    per[d] = (b, alg)
+            best.append(per)
+        return best
+
     price = memory_price()
-    for opts in candidates:
-        per: dict[str, tuple[ExecutionBackend, Algorithm]] = {}
-        for b, alg in opts:
-            d = b.memory_domain
-            if d not in per or charged(alg, price) < charged(per[d][1], price):
-                per[d] = (b, alg)
-        best.append(per)
+    best = cheapest(price)
 
     graph = _DataGraph(steps, slots, inputs, outputs, consts, aliases)
     device_profile = {b.memory_domain: profiles[b.name] for opts in candidates for b, _ in opts
@@ -143,18 +163,45 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
             cost += device_profile[dst].transfer(nbytes, to_device=True)
         return cost
 
-    if len(domains) == 1:
-        labels = [domains[0]] * n
-        method = "per-step least cost (one memory domain)"
-    elif len(domains) == 2:
-        labels = _two_domains(best, graph, domains, transfer_cost)
-        method = f"minimum cut over {'/'.join(domains)} (exact)"
-    else:
-        labels = _local_search(best, graph, domains, transfer_cost)
-        method = f"local search over {len(domains)} memory domains"
+    def place(best: list[dict[str, tuple[ExecutionBackend, Algorithm]]]
+              ) -> tuple[list[str], str]:
+        if len(domains) == 1:
+            return [domains[0]] * n, "per-step least cost (one memory domain)"
+        if len(domains) == 2:
+            return (_two_domains(best, graph, domains, transfer_cost),
+                    f"minimum cut over {'/'.join(domains)} (exact)")
+        return (_local_search(best, graph, domains, transfer_cost),
+                f"local search over {len(domains)} memory domains")
+
+    labels, method = place(best)
     chosen = [best[i][labels[i]] for i in range(n)]
-    total_transfer, count = graph.transfer_total(labels, transfer_cost)
     notes = []
+    # memory the chosen algorithms hold beyond their operands (Winograd's transformed weights,
+    # packed panels) stays within a share of the model's constants: past it, memory is
+    # charged more until it fits, so the steps that save least time per byte give it up first
+    weights = sum(slots[s].nbytes for s in consts if 0 <= s < len(slots))
+    budget = memory_budget() * weights
+    held = sum(a.extra_bytes for _, a in chosen)
+    if held > budget and price > 0:
+        def fits(p: float) -> bool:
+            return sum(per[HOST if HOST in per else next(iter(per))][1].extra_bytes
+                       for per in cheapest(p)) <= budget
+
+        lo, hi = price, price * 2
+        while not fits(hi) and hi < price * 2 ** 30:
+            lo, hi = hi, hi * 2
+        for _ in range(24):  # the least price that fits: the fewest steps give memory up
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+        price = hi
+        best = cheapest(price)
+        labels, method = place(best)
+        chosen = [best[i][labels[i]] for i in range(n)]
+        held = sum(a.extra_bytes for _, a in chosen)
+        notes.append(f"held memory {held / 2**20:.1f} MB within {budget / 2**20:.1f} MB "
+                     f"({memory_budget():g} of {weights / 2**20:.1f} MB of constants): "
+                     f"memory charged {price * 1e6 * 2**20:.0f} us/MB")
+    total_transfer, count = graph.transfer_total(labels, transfer_cost)
     if measure is not None:
         notes.append(f"{measure.measured - measured_before[0]} close calls measured now, "
                      f"{measure.reused - measured_before[1]} from the per-machine cache")
