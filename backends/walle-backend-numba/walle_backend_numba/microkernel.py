@@ -57,6 +57,20 @@ MR = 8  #: rows of a tile (rows of a weight panel)
 NR = NV * W  #: columns of a tile
 
 
+def declare(module: Any, name: str, ret: Any, params: list[Any]) -> Any:
+    """The function ``name`` of ``module`` (an LLVM intrinsic), declared on first use."""
+    fn = module.globals.get(name)
+    return fn if fn is not None else ir.Function(module, ir.FunctionType(ret, params), name)
+
+
+def splat(builder: Any, x: Any) -> Any:
+    """A vector of W copies of the scalar ``x``."""
+    i32 = ir.IntType(32)
+    u = ir.Constant(ir.VectorType(x.type, W), ir.Undefined)
+    s = builder.insert_element(u, x, ir.Constant(i32, 0))
+    return builder.shuffle_vector(s, u, ir.Constant(ir.VectorType(i32, W), [0] * W))
+
+
 def _tile(nv: int, with_res: bool, col_bias: bool = False, indirect: bool | str = False
           ) -> Any:
     """The micro-kernel for tiles of ``nv`` vectors (the last one masked to ``nr`` columns),
@@ -102,29 +116,17 @@ def _codegen(nv: int, with_res: bool, col_bias: bool, indirect: bool | str) -> A
         mt = ir.VectorType(i1, W)
         fp, vp = f32.as_pointer(), vt.as_pointer()
         mod = builder.module
-
-        def declare(name: str, ret: Any, params: list[Any]) -> Any:
-            fn = mod.globals.get(name)
-            return fn if fn is not None else ir.Function(mod, ir.FunctionType(ret, params),
-                                                         name)
-
-        fma = declare(f"llvm.fma.v{W}f32", vt, [vt, vt, vt])
-        mload = declare(f"llvm.masked.load.v{W}f32.p0", vt, [vp, i32, mt, vt])
-        mstore = declare(f"llvm.masked.store.v{W}f32.p0", ir.VoidType(),
+        fma = declare(mod, f"llvm.fma.v{W}f32", vt, [vt, vt, vt])
+        mload = declare(mod, f"llvm.masked.load.v{W}f32.p0", vt, [vp, i32, mt, vt])
+        mstore = declare(mod, f"llvm.masked.store.v{W}f32.p0", ir.VoidType(),
                          [vt, vp, i32, mt])
         zero = ir.Constant(vt, [0.0] * W)
         align = ir.Constant(i32, 4)
 
-        def splat(x: Any) -> Any:
-            u = ir.Constant(ir.VectorType(x.type, W), ir.Undefined)
-            s = builder.insert_element(u, x, ir.Constant(i32, 0))
-            return builder.shuffle_vector(s, u, ir.Constant(ir.VectorType(i32, W),
-                                                            [0] * W))
-
         # lanes of the last vector that are inside the tile: nr - (nv - 1) * W of them
         rem = builder.trunc(builder.sub(nr, ir.Constant(li64, (nv - 1) * W)), i32)
         iota = ir.Constant(ir.VectorType(i32, W), list(range(W)))
-        mask = builder.icmp_signed("<", iota, splat(rem))
+        mask = builder.icmp_signed("<", iota, splat(builder, rem))
 
         def vload(base: Any, v: int) -> Any:
             ptr = builder.bitcast(builder.gep(base, [ir.Constant(li64, v * W)]), vp)
@@ -177,7 +179,7 @@ def _codegen(nv: int, with_res: bool, col_bias: bool, indirect: bool | str) -> A
             ka = k
         for i in range(MR):
             a = builder.load(builder.gep(arows[i], [ka]), align=4)
-            s = splat(a)
+            s = splat(builder, a)
             new.append([builder.call(fma, [s, bv[v], accs[i][v]]) for v in range(nv)])
         k1 = builder.add(k, ir.Constant(li64, 1))
         k.add_incoming(k1, loop)
@@ -186,13 +188,13 @@ def _codegen(nv: int, with_res: bool, col_bias: bool, indirect: bool | str) -> A
                 accs[i][v].add_incoming(new[i][v], loop)
         builder.cbranch(builder.icmp_signed("<", k1, kk), loop, done)
         builder.position_at_end(done)
-        vlo, vhi = splat(lo), splat(hi)
+        vlo, vhi = splat(builder, lo), splat(builder, hi)
         bcols = [vload(bias0, v) for v in range(nv)] if col_bias else []
         for i in range(MR):
             with builder.if_then(builder.icmp_signed("<", ir.Constant(li64, i), mr)):
                 if not col_bias:
-                    brow = splat(builder.load(builder.gep(bias0, [ir.Constant(li64, i)]),
-                                              align=4))
+                    bi = builder.load(builder.gep(bias0, [ir.Constant(li64, i)]), align=4)
+                    brow = splat(builder, bi)
                 crow = builder.gep(c0, [builder.mul(ir.Constant(li64, i), ldc)])
                 rrow = builder.gep(r0, [builder.mul(ir.Constant(li64, i), ldr)])
                 for v in range(nv):
@@ -259,16 +261,9 @@ def _one(pa: int, lda: int, k: int, pb: int, ldb: int, pc: int, ldc: int, m: int
         _T1(a, lda, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
 
 
-@dual()
-def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int, k: int,
-         pbias: int, col_bias: bool, pr: int, ldr: int, lo: Any, hi: Any,
-         chunks: int) -> None:  # pragma: no cover
-    """C[m, n] = clamp(A @ B + bias[row] (+ R), lo, hi), all float32 row-major (addresses in
-    bytes, leading dimensions in elements; ``pr`` 0: no residual); with ``col_bias`` the bias
-    is bias[column] (a Linear layer's, a channels-last Conv's), with or without residual.
-    The tiles go to ``chunks`` pool tasks: by row panels when there are enough of them (each
-    task's rows of A then stay in its cache over all column tiles) and B is not far the
-    larger operand, else by column tiles."""
+@numba.njit(cache=True, inline="always")
+def _by_rows(m: int, n: int, k: int, col_bias: bool, chunks: int) -> bool:  # pragma: no cover
+    """Whether :func:`gemm`'s tasks take row panels of C (else column tiles)."""
     nmb = (m + MR - 1) // MR
     npan = (n + NR - 1) // NR
     # by row panels each task reads all of B: when B is far larger than A (N >= 32 M) and
@@ -287,19 +282,44 @@ def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int
     # 455 us; alone (hot) within 7% either way. At 14x14 and below rows stay better
     # (balance: 5 tiles or fewer). SqueezeNet 4.09 -> 3.87 ms, ResNet-50 40.3 -> 38.8.
     pixels = not col_bias and npan >= 4 * chunks
-    by_rows = nmb >= 2 * chunks and not pixels and not (n >= 32 * m and k >= 64) and \
+    return nmb >= 2 * chunks and not pixels and not (n >= 32 * m and k >= 64) and \
         not (col_bias and n > 8 * m)
+
+
+@numba.njit(cache=True, inline="always")
+def _task(t: int, chunks: int, by_rows: bool, pa: int, lda: int, pb: int, ldb: int, skew: int,
+          pc: int, ldc: int, m: int, n: int, k: int, pbias: int, col_bias: bool, pr: int,
+          ldr: int, lo: Any, hi: Any) -> None:  # pragma: no cover
+    """Task ``t``'s tiles of C = A @ B: its row panels or its column tiles; column panel p's
+    B is read from ``pb + 4 * p * skew`` on (0: B as it is)."""
+    nmb = (m + MR - 1) // MR
+    npan = (n + NR - 1) // NR
+    if by_rows:
+        for p in range(npan):
+            for mb in range(t * nmb // chunks, (t + 1) * nmb // chunks):
+                _one(pa, lda, k, pb + 4 * p * skew, ldb, pc, ldc, m, n, mb, p * NR, pbias,
+                     col_bias, pr, ldr, lo, hi)
+    else:
+        for p in range(t * npan // chunks, (t + 1) * npan // chunks):
+            for mb in range(nmb):
+                _one(pa, lda, k, pb + 4 * p * skew, ldb, pc, ldc, m, n, mb, p * NR, pbias,
+                     col_bias, pr, ldr, lo, hi)
+
+
+@dual()
+def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int, k: int,
+         pbias: int, col_bias: bool, pr: int, ldr: int, lo: Any, hi: Any,
+         chunks: int) -> None:  # pragma: no cover
+    """C[m, n] = clamp(A @ B + bias[row] (+ R), lo, hi), all float32 row-major (addresses in
+    bytes, leading dimensions in elements; ``pr`` 0: no residual); with ``col_bias`` the bias
+    is bias[column] (a Linear layer's, a channels-last Conv's), with or without residual.
+    The tiles go to ``chunks`` pool tasks: by row panels when there are enough of them (each
+    task's rows of A then stay in its cache over all column tiles) and B is not far the
+    larger operand, else by column tiles."""
+    by_rows = _by_rows(m, n, k, col_bias, chunks)
     for t in numba.prange(chunks):
-        if by_rows:
-            for p in range(npan):
-                for mb in range(t * nmb // chunks, (t + 1) * nmb // chunks):
-                    _one(pa, lda, k, pb, ldb, pc, ldc, m, n, mb, p * NR, pbias, col_bias,
-                         pr, ldr, lo, hi)
-        else:
-            for p in range(t * npan // chunks, (t + 1) * npan // chunks):
-                for mb in range(nmb):
-                    _one(pa, lda, k, pb, ldb, pc, ldc, m, n, mb, p * NR, pbias, col_bias,
-                         pr, ldr, lo, hi)
+        _task(t, chunks, by_rows, pa, lda, pb, ldb, 0, pc, ldc, m, n, k, pbias, col_bias, pr,
+              ldr, lo, hi)
 
 
 @dual()
@@ -308,24 +328,11 @@ def gemm_packed(pa: int, lda: int, pbp: int, pc: int, ldc: int, m: int, n: int, 
                 chunks: int) -> None:  # pragma: no cover
     """:func:`gemm` with B packed in column panels (:func:`pack_panels`: ``[N/NR][K][NR]``,
     each tile's B one contiguous stream instead of K rows N apart), split the same way."""
-    nmb = (m + MR - 1) // MR
-    npan = (n + NR - 1) // NR
-    by_rows = nmb >= 2 * chunks and not (n >= 32 * m and k >= 64) and \
-        not (col_bias and n > 8 * m)
+    by_rows = _by_rows(m, n, k, col_bias, chunks)
     for t in numba.prange(chunks):
-        if by_rows:
-            for p in range(npan):
-                # _one reads B at pb + 4 * n0: the panel of column n0 starts n0 * k floats in
-                pb = pbp + 4 * p * NR * (k - 1)
-                for mb in range(t * nmb // chunks, (t + 1) * nmb // chunks):
-                    _one(pa, lda, k, pb, NR, pc, ldc, m, n, mb, p * NR, pbias, col_bias, pr,
-                         ldr, lo, hi)
-        else:
-            for p in range(t * npan // chunks, (t + 1) * npan // chunks):
-                pb = pbp + 4 * p * NR * (k - 1)
-                for mb in range(nmb):
-                    _one(pa, lda, k, pb, NR, pc, ldc, m, n, mb, p * NR, pbias, col_bias, pr,
-                         ldr, lo, hi)
+        # _one reads a tile's B at pb + 4 * n0; panel p starts p * NR * k floats in
+        _task(t, chunks, by_rows, pa, lda, pbp, NR, NR * (k - 1), pc, ldc, m, n, k, pbias,
+              col_bias, pr, ldr, lo, hi)
 
 
 def pack_panels(b: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import llvmlite.ir as ir
 from numba import types
 from numba.extending import intrinsic
 
-from walle_backend_numba.microkernel import W
+from walle_backend_numba.microkernel import W, declare, splat
 
 
 def _tile(with_bias: bool, with_res: bool, clamp: bool) -> Any:
@@ -46,25 +46,15 @@ def _codegen(with_bias: bool, with_res: bool, clamp: bool) -> Any:
         vt, mt = ir.VectorType(f32, W), ir.VectorType(i1, W)
         fp, vp = f32.as_pointer(), vt.as_pointer()
         mod = builder.module
-
-        def declare(name: str, ret: Any, params: list[Any]) -> Any:
-            fn = mod.globals.get(name)
-            return fn if fn is not None else ir.Function(mod, ir.FunctionType(ret, params),
-                                                         name)
-
-        mload = declare(f"llvm.masked.load.v{W}f32.p0", vt, [vp, i32, mt, vt])
-        mstore = declare(f"llvm.masked.store.v{W}f32.p0", ir.VoidType(), [vt, vp, i32, mt])
+        mload = declare(mod, f"llvm.masked.load.v{W}f32.p0", vt, [vp, i32, mt, vt])
+        mstore = declare(mod, f"llvm.masked.store.v{W}f32.p0", ir.VoidType(),
+                         [vt, vp, i32, mt])
         zero = ir.Constant(vt, [0.0] * W)
         align = ir.Constant(i32, 4)
         iota = ir.Constant(ir.VectorType(i32, W), list(range(W)))
 
-        def splat(x: Any) -> Any:
-            u = ir.Constant(ir.VectorType(x.type, W), ir.Undefined)
-            s = builder.insert_element(u, x, ir.Constant(i32, 0))
-            return builder.shuffle_vector(s, u, ir.Constant(ir.VectorType(i32, W), [0] * W))
-
         def lanes_below(n: Any) -> Any:
-            return builder.icmp_signed("<", iota, splat(builder.trunc(n, i32)))
+            return builder.icmp_signed("<", iota, splat(builder, builder.trunc(n, i32)))
 
         cols, rows = lanes_below(nc), lanes_below(nr)
         s0, d0 = builder.inttoptr(src, fp), builder.inttoptr(dst, fp)
@@ -90,13 +80,14 @@ def _codegen(with_bias: bool, with_res: bool, clamp: bool) -> Any:
             b //= 2
         bias0 = builder.inttoptr(pbias, fp)
         r0 = builder.inttoptr(pres, fp)
-        vlo, vhi = splat(lo), splat(hi)
+        vlo, vhi = splat(builder, lo), splat(builder, hi)
         for j in range(W):
             jj = ir.Constant(i64, j)
             with builder.if_then(builder.icmp_signed("<", jj, nc)):
                 v = vecs[j]
                 if with_bias:
-                    v = builder.fadd(v, splat(builder.load(builder.gep(bias0, [jj]), align=4)))
+                    bj = builder.load(builder.gep(bias0, [jj]), align=4)
+                    v = builder.fadd(v, splat(builder, bj))
                 if with_res:
                     at = builder.bitcast(builder.gep(r0, [builder.mul(jj, ldr)]), vp)
                     v = builder.fadd(v, builder.call(mload, [at, align, rows, zero]))
