@@ -214,6 +214,7 @@ def _plan_mk(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None
     256..1024) this is 15-25% faster (2 threads, bias included: 128x256x1024 248 vs 293 us,
     128x1024x256 224 vs 272)."""
     from walle_backend_numba import microkernel
+    from walle_backend_numba.conv import _weights_cache
 
     k, n = b.shape[-2], b.shape[-1]
     rows = int(np.prod(a.shape[:-1]))
@@ -225,60 +226,37 @@ def _plan_mk(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None
     after = act not in (0, 1, 2)
     f32 = np.float32
     zero = np.zeros(max(rows, n), f32)
-    kernel = microkernel.gemm.pick(rows * n * k)
-    chunks = numba.get_num_threads() if kernel is microkernel.gemm.parallel else 1
+    # B of PACK_BYTES or more: packed in column panels once per constant B (again when a
+    # run-time B's values change: conv._weights_cache)
+    packed = _weights_cache(lambda wb: microkernel.pack_panels(
+        np.ascontiguousarray(wb, f32).reshape(k, n))) if mk_packed_bytes(b) else None
+    entry = microkernel.gemm_packed if packed else microkernel.gemm
+    kernel = entry.pick(rows * n * k)
+    chunks = numba.get_num_threads() if kernel is entry.parallel else 1
     post = epilogue.pick(out.size)
     plo, phi = (f32(p) for p in (tuple(params) + (0.0, 0.0))[:2])
     memo: list[Any] = [None, None]
-    if mk_packed_bytes(b):
-        return _plan_mk_packed(rows, n, k, col_bias, lo, hi, after, act, plo, phi, zero, post,
-                               microkernel.gemm_packed.pick(rows * n * k), chunks)
 
     def run(x: Any, w: Any, c: Any, y: Any) -> None:
         key = (id(x), id(w), id(c), id(y))
         if memo[0] != key:  # a plan passes the same buffers every run: the arguments once
             xa = np.ascontiguousarray(x, f32)
-            wb = np.ascontiguousarray(w, f32)
+            wb = np.ascontiguousarray(w, f32) if packed is None else w
             cb = zero if c is None else np.ascontiguousarray(c.reshape(-1), f32)
             # the kernel writes rows n apart: a strided output gets a contiguous stand-in
             yc = y if y.flags.c_contiguous else np.empty(y.shape, f32)
-            args = (xa.ctypes.data, k, wb.ctypes.data, n, yc.ctypes.data, n, rows, n, k,
-                    cb.ctypes.data, col_bias, 0, n, lo, hi, chunks)
             # a copied operand is not kept: the buffer's values may change between runs
             copied = not (np.may_share_memory(xa, x) and np.may_share_memory(wb, w) and
                           (c is None or np.may_share_memory(cb, c)))
             memo[0] = None if copied else key
-            memo[1] = (args, yc, xa, wb, cb, y)
-        args, yc = memo[1][:2]
-        kernel(*args)
-        if after:
-            post(yc.reshape(rows, n), f32(1), zero, NO_BIAS, f32(0), act, plo, phi, rows)
-        if yc is not y:
-            np.copyto(y, yc)
-
-    return run
-
-
-def _plan_mk_packed(rows: int, n: int, k: int, col_bias: bool, lo: Any, hi: Any, after: bool,
-                    act: int, plo: Any, phi: Any, zero: np.ndarray, post: Any, kernel: Any,
-                    chunks: int) -> Callable[[Any, Any, Any, Any], None]:
-    """``mk`` on B packed in column panels, packed once per constant B (again only when a
-    run-time B's values change: ``conv._weights_cache``)."""
-    from walle_backend_numba import microkernel
-    from walle_backend_numba.conv import _weights_cache
-
-    f32 = np.float32
-    packed = _weights_cache(lambda wb: microkernel.pack_panels(
-        np.ascontiguousarray(wb, f32).reshape(k, n)))
-    chunks = chunks if kernel is microkernel.gemm_packed.parallel else 1
-
-    def run(x: Any, w: Any, c: Any, y: Any) -> None:
-        xa = np.ascontiguousarray(x, f32)
-        wp = packed(w)
-        cb = zero if c is None else np.ascontiguousarray(c.reshape(-1), f32)
-        yc = y if y.flags.c_contiguous else np.empty(y.shape, f32)
-        kernel(xa.ctypes.data, k, wp.ctypes.data, yc.ctypes.data, n, rows, n, k, cb.ctypes.data,
-               col_bias, 0, n, lo, hi, chunks)
+            memo[1] = (xa, wb, cb, yc, y)
+        xa, wb, cb, yc = memo[1][:4]
+        if packed is None:
+            kernel(xa.ctypes.data, k, wb.ctypes.data, n, yc.ctypes.data, n, rows, n, k,
+                   cb.ctypes.data, col_bias, 0, n, lo, hi, chunks)
+        else:
+            kernel(xa.ctypes.data, k, packed(w).ctypes.data, yc.ctypes.data, n, rows, n, k,
+                   cb.ctypes.data, col_bias, 0, n, lo, hi, chunks)
         if after:
             post(yc.reshape(rows, n), f32(1), zero, NO_BIAS, f32(0), act, plo, phi, rows)
         if yc is not y:
