@@ -32,6 +32,19 @@ def cache_dir() -> Path:
     return path
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` whole or not at all (written beside it, then renamed), so a
+    process reading the cache concurrently never sees a partial file; raises OSError."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def load_source(source: str) -> ModuleType:
     """Import ``source`` as a module stored under the cache dir (written once, atomically)."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
@@ -41,10 +54,7 @@ def load_source(source: str) -> ModuleType:
     directory = cache_dir()
     path = directory / f"{name}.py"
     if not path.exists() or path.read_text() != source:
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(source)
-        os.replace(tmp, path)
+        write_atomic(path, source.encode())
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

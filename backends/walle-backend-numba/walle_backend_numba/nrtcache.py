@@ -40,14 +40,20 @@ import hashlib
 import os
 import pickle
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from walle_backend_numba.codecache import cache_dir, write_atomic
 
 _installed = False
 _lazy: bool | None = None  # lazy_registries' decision, once per process
 _lazy_bitcode: bool | None = None  # lazy_bitcode's decision, once per process
 served_initial = 0  #: times the initial module's machine code came from the cache
+
+
+def _off(switch: str) -> bool:
+    """Whether the environment turns ``switch`` off (``0``, ``false`` or ``no``)."""
+    return os.environ.get(switch, "1").lower() in ("0", "false", "no")
 
 
 def _key() -> str:
@@ -64,8 +70,6 @@ def _key() -> str:
 
 
 def path() -> Path:
-    from walle_backend_numba.codecache import cache_dir
-
     return cache_dir() / f"nrt-{_key()}.pkl"
 
 
@@ -78,7 +82,7 @@ def install() -> bool:
     lazy_bitcode()
     if _installed:
         return True
-    if os.environ.get("WALLE_NUMBA_NRT_CACHE", "1").lower() in ("0", "false", "no"):
+    if _off("WALLE_NUMBA_NRT_CACHE"):
         return False
     try:
         from numba.core.runtime import nrtdynmod
@@ -118,19 +122,14 @@ def _load_or_build(ctx: Any, create: Any) -> Any:
     defined = [fn.name for fn in ir_mod.functions if not fn.is_declaration]
     library.get_pointer_to_function(defined[0])
     data = pickle.dumps(library.serialize_using_object_code(), protocol=pickle.HIGHEST_PROTOCOL)
-    fd, tmp = tempfile.mkstemp(dir=where.parent, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, where)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+        write_atomic(where, data)
+    except OSError:  # a read-only cache only costs compiling again next time
+        pass
     return library
 
 
 def initial_path() -> Path:
-    from walle_backend_numba.codecache import cache_dir
-
     return cache_dir() / f"initial-{_key()}.o"
 
 
@@ -159,10 +158,7 @@ def _serve_initial_module(codegen: Any) -> None:
     def on_compiled(module: Any, buf: bytes) -> None:
         if is_initial(module):
             try:
-                fd, tmp = tempfile.mkstemp(dir=where.parent, suffix=".tmp")
-                with os.fdopen(fd, "wb") as f:
-                    f.write(buf)
-                os.replace(tmp, where)
+                write_atomic(where, buf)
             except OSError:
                 pass
             return
@@ -195,7 +191,7 @@ def lazy_registries() -> bool:
 
 
 def _install_lazy_loader() -> bool:
-    if os.environ.get("WALLE_NUMBA_LAZY_REGISTRIES", "1").lower() in ("0", "false", "no"):
+    if _off("WALLE_NUMBA_LAZY_REGISTRIES"):
         return False
     import inspect
     import sys
@@ -320,7 +316,7 @@ def _install_lazy_bitcode() -> bool:
     the symbols it defines, which the object's own symbol table gives. So the bitcode is kept
     as bytes and parsed when something asks for the module to link against (a new compilation
     calling the cached function). ``WALLE_NUMBA_LAZY_BITCODE=0`` turns it off."""
-    if os.environ.get("WALLE_NUMBA_LAZY_BITCODE", "1").lower() in ("0", "false", "no"):
+    if _off("WALLE_NUMBA_LAZY_BITCODE"):
         return False
     import inspect
 
