@@ -73,14 +73,19 @@ class Placement:
 MEMORY_US_PER_MB = 10.0
 
 
+def _env_number(name: str, default: float) -> float:
+    """``$name`` as a non-negative number, ``default`` when unset or not a number."""
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = default
+    return max(value, 0.0)
+
+
 def memory_price() -> float:
     """Seconds of run time one byte of ``Algorithm.extra_bytes`` is charged."""
-    raw = os.environ.get("WALLE_MEMORY_US_PER_MB", "")
-    try:
-        us_per_mb = float(raw) if raw else MEMORY_US_PER_MB
-    except ValueError:
-        us_per_mb = MEMORY_US_PER_MB
-    return max(us_per_mb, 0.0) * 1e-6 / (1 << 20)
+    return _env_number("WALLE_MEMORY_US_PER_MB", MEMORY_US_PER_MB) * 1e-6 / (1 << 20)
 
 
 #: Memory the chosen algorithms may hold beyond their operands, as a share of the model's
@@ -90,12 +95,7 @@ MEMORY_BUDGET = 0.5
 
 def memory_budget() -> float:
     """The held-memory budget as a share of the model's constant bytes."""
-    raw = os.environ.get("WALLE_MEMORY_BUDGET", "")
-    try:
-        share = float(raw) if raw else MEMORY_BUDGET
-    except ValueError:
-        share = MEMORY_BUDGET
-    return max(share, 0.0)
+    return _env_number("WALLE_MEMORY_BUDGET", MEMORY_BUDGET)
 
 
 def charged(alg: Algorithm, price: float) -> float:
@@ -148,9 +148,6 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
             best.append(per)
         return best
 
-    price = memory_price()
-    best = cheapest(price)
-
     graph = _DataGraph(steps, slots, inputs, outputs, consts, aliases)
     device_profile = {b.memory_domain: profiles[b.name] for opts in candidates for b, _ in opts
                       if b.memory_domain != HOST}
@@ -163,18 +160,22 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
             cost += device_profile[dst].transfer(nbytes, to_device=True)
         return cost
 
-    def place(best: list[dict[str, tuple[ExecutionBackend, Algorithm]]]
-              ) -> tuple[list[str], str]:
+    def choose(price: float) -> tuple[list[str], str, list[tuple[ExecutionBackend, Algorithm]]]:
+        """(domain per step, how it was found, the choice per step) at ``price`` per byte."""
+        best = cheapest(price)
         if len(domains) == 1:
-            return [domains[0]] * n, "per-step least cost (one memory domain)"
-        if len(domains) == 2:
-            return (_two_domains(best, graph, domains, transfer_cost),
-                    f"minimum cut over {'/'.join(domains)} (exact)")
-        return (_local_search(best, graph, domains, transfer_cost),
-                f"local search over {len(domains)} memory domains")
+            labels = [domains[0]] * n
+            method = "per-step least cost (one memory domain)"
+        elif len(domains) == 2:
+            labels = _two_domains(best, graph, domains, transfer_cost)
+            method = f"minimum cut over {'/'.join(domains)} (exact)"
+        else:
+            labels = _local_search(best, graph, domains, transfer_cost)
+            method = f"local search over {len(domains)} memory domains"
+        return labels, method, [best[i][labels[i]] for i in range(n)]
 
-    labels, method = place(best)
-    chosen = [best[i][labels[i]] for i in range(n)]
+    price = memory_price()
+    labels, method, chosen = choose(price)
     notes = []
     # memory the chosen algorithms hold beyond their operands (Winograd's transformed weights,
     # packed panels) stays within a share of the model's constants: past it, memory is
@@ -194,9 +195,7 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
             mid = (lo + hi) / 2
             lo, hi = (lo, mid) if fits(mid) else (mid, hi)
         price = hi
-        best = cheapest(price)
-        labels, method = place(best)
-        chosen = [best[i][labels[i]] for i in range(n)]
+        labels, method, chosen = choose(price)
         held = sum(a.extra_bytes for _, a in chosen)
         notes.append(f"held memory {held / 2**20:.1f} MB within {budget / 2**20:.1f} MB "
                      f"({memory_budget():g} of {weights / 2**20:.1f} MB of constants): "
