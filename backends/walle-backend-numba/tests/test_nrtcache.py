@@ -121,6 +121,15 @@ print("registries" if loaded else "lean", "lazy-bitcode" if pending else "parsed
 """
 
 
+def _compile_kernel(tmp_path: Path) -> None:
+    """``kern.py`` in ``tmp_path``, compiled once by a process of its own into its cache."""
+    (tmp_path / "kern.py").write_text(KERNEL)
+    environ = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"), PYTHONPATH=str(tmp_path))
+    first = subprocess.run([sys.executable, "-c", "import kern; kern.doubled(3)"], env=environ,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+
+
 def _load(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environ = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"),
                    WALLE_NUMBA_CACHE=str(tmp_path), PYTHONPATH=str(tmp_path), **env)
@@ -129,11 +138,7 @@ def _load(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cached_kernels_load_without_numbas_registries(tmp_path: Path) -> None:
-    (tmp_path / "kern.py").write_text(KERNEL)
-    environ = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"), PYTHONPATH=str(tmp_path))
-    first = subprocess.run([sys.executable, "-c", "import kern; kern.doubled(3)"], env=environ,
-                           capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr
+    _compile_kernel(tmp_path)
     lean = _load(tmp_path)
     assert lean.returncode == 0, lean.stderr
     assert lean.stdout.split()[:2] == ["lean", "lazy-bitcode"]
@@ -146,11 +151,7 @@ def test_cached_kernels_load_without_numbas_registries(tmp_path: Path) -> None:
 
 
 def test_the_engines_initial_module_comes_from_the_cache(tmp_path: Path) -> None:
-    (tmp_path / "kern.py").write_text(KERNEL)
-    environ = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"), PYTHONPATH=str(tmp_path))
-    first = subprocess.run([sys.executable, "-c", "import kern; kern.doubled(3)"], env=environ,
-                           capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr
+    _compile_kernel(tmp_path)
     # the first loading process compiles the empty initial module and keeps its object
     built = _load(tmp_path)
     assert built.returncode == 0, built.stderr
@@ -197,12 +198,9 @@ def test_defined_symbols_reads_an_objects_symbol_table() -> None:
 def test_a_symbol_the_object_does_not_list_comes_from_the_bitcode(tmp_path: Path) -> None:
     """Were an object's symbol table ever to miss a function's name, the address comes from
     numba's bitcode path, not a null pointer."""
-    (tmp_path / "kern.py").write_text(KERNEL)
+    _compile_kernel(tmp_path)
     environ = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nc"), PYTHONPATH=str(tmp_path),
                    WALLE_NUMBA_CACHE=str(tmp_path))
-    first = subprocess.run([sys.executable, "-c", "import kern; kern.doubled(3)"], env=environ,
-                           capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr
     script = (
         "import numpy as np\n"
         "from walle_backend_numba import nrtcache\n"
