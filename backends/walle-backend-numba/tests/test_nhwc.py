@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 from walle_backend_numba import nhwc
@@ -28,6 +30,9 @@ CASES = [  # n, h, w, c, m, k, stride, pad, group, activation, residual, bias, v
     (2, 15, 15, 20, 70, 3, 1, 1, 1, "relu", True, True, "nhwc_direct"),
     (1, 14, 14, 64, 128, 1, 2, 0, 1, "clip", False, True, "nhwc_direct"),
     (1, 7, 7, 64, 200, 3, 1, 1, 1, "", True, False, "nhwc_direct"),  # split by panels
+    # weights of PACK_BYTES or more, packed in 48-column panels (the last one partial)
+    (1, 7, 7, 256, 264, 1, 1, 0, 1, "clip", True, True, "nhwc_packed"),
+    (2, 5, 5, 320, 208, 1, 1, 0, 1, "relu", False, False, "nhwc_packed"),
 ]
 
 
@@ -110,3 +115,56 @@ def test_direct_stem_reads_nchw_and_writes_nhwc(case: tuple) -> None:
     for _ in range(2):  # the padded copy's borders stay zero from run to run
         run(x, wh, b, yh, None if res is None else np.ascontiguousarray(res.transpose(0, 2, 3, 1)))
         np.testing.assert_allclose(yh.transpose(0, 3, 1, 2), want, rtol=2e-4, atol=2e-4)
+
+
+def test_packed_weights_follow_a_writable_buffer_and_are_declared() -> None:
+    c, m = 256, 264
+    attrs = {"kernel_shape": [1, 1], "pads": [0] * 4, "strides": [1, 1], "group": 1,
+             "layout": "NHWC", "fused_activation": ""}
+    x = RNG.standard_normal((1, 7, 7, c)).astype(np.float32)
+    wh = RNG.standard_normal((1, 1, c, m)).astype(np.float32)
+    y = np.empty((1, 7, 7, m), np.float32)
+    specs = [TensorSpec(x.shape, F32), TensorSpec(wh.shape, F32), None, TensorSpec(y.shape, F32)]
+    geo = nhwc.geometry(attrs, *specs)
+    assert geo is not None and "nhwc_packed" in geo.variants()
+    # the copy it keeps is what the search charges: [ceil(M / 48)][C][48] floats
+    assert nhwc.held_bytes(geo, "nhwc_packed") == -(-m // 48) * c * 48 * 4
+    assert nhwc.held_bytes(geo, "nhwc_pointwise") == 0
+    small = nhwc.geometry(attrs, TensorSpec((1, 7, 7, 64), F32), TensorSpec((1, 1, 64, 64), F32),
+                          None, TensorSpec((1, 7, 7, 64), F32))
+    assert small is not None and "nhwc_packed" not in small.variants()
+    run = nhwc.plan(attrs, *specs, "nhwc_packed")
+    assert run is not None
+    for _ in range(2):  # new values in the same buffer: packed again
+        run(x, wh, None, y)
+        np.testing.assert_allclose(y.reshape(49, m), x.reshape(49, c) @ wh.reshape(c, m),
+                                   rtol=2e-4, atol=2e-4)
+        wh[...] = RNG.standard_normal(wh.shape)
+
+
+@pytest.mark.parametrize("stem", [True, False], ids=["nchw-stem", "nhwc"])
+def test_direct_keeps_the_arrays_whose_addresses_it_passes(stem: bool) -> None:
+    """The runner passes its padded copy's and offset table's addresses to the kernel: it
+    must hold those arrays itself (a plan's locals are gone once it returns)."""
+    c, m, h = (3, 32, 20) if stem else (16, 32, 12)
+    attrs = {"kernel_shape": [3, 3], "pads": [1] * 4, "strides": [2, 2], "group": 1,
+             "layout": "NHWC", "fused_activation": ""}
+    if stem:
+        attrs["input_layout"] = "NCHW"
+    x = RNG.standard_normal((1, c, h, h)).astype(np.float32)
+    wt = (RNG.standard_normal((m, c, 3, 3)) * 0.3).astype(np.float32)
+    want = _reference(x, wt, None, {k: v for k, v in attrs.items() if k in
+                                    ("kernel_shape", "pads", "strides", "group")}, "", None)
+    xin = x if stem else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    wh = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    oh = want.shape[2]
+    y = np.full((1, oh, oh, m), np.nan, np.float32)
+    run = nhwc.plan(attrs, TensorSpec(xin.shape, F32), TensorSpec(wh.shape, F32), None,
+                    TensorSpec(y.shape, F32), "nhwc_direct")
+    assert run is not None
+    gc.collect()
+    # reuse the freed memory with values no offset or input can be
+    churn = [np.full(n, 1 << 40, np.int64) for n in range(8, 2048, 8) for _ in range(4)]
+    run(xin, wh, None, y)
+    del churn
+    np.testing.assert_allclose(y.transpose(0, 3, 1, 2), want, rtol=2e-4, atol=2e-4)

@@ -721,17 +721,28 @@ def _build_direct(geo: Geom, act: int, lo: Any, hi: Any, post: Any) -> ConvRun:
     zero_bias = np.zeros(geo.m, f32)
     img = 4 * geo.m * geo.oh * geo.ow
 
+    bound: list[Any] = [None, None]
+
     def run_direct(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
-        w = np.ascontiguousarray(wb, f32)
-        b = zero_bias if bias is None else np.ascontiguousarray(bias.reshape(-1), f32)
-        if not yb.flags.c_contiguous or (res is not None and not res.flags.c_contiguous):
-            raise ValueError("direct_mk needs contiguous output and residual")
+        key = (id(wb), id(bias), id(yb), id(res))
+        if bound[0] != key:  # a plan passes the same buffers every run: the addresses once
+            w = np.ascontiguousarray(wb, f32)
+            b = zero_bias if bias is None else np.ascontiguousarray(bias.reshape(-1), f32)
+            if not yb.flags.c_contiguous or (res is not None and not res.flags.c_contiguous):
+                raise ValueError("direct_mk needs contiguous output and residual")
+            # a copied weight or bias is not kept: its values may change
+            copied = not np.may_share_memory(w, wb) or (
+                bias is not None and not np.may_share_memory(b, bias))
+            bound[0] = None if copied else key
+            # (the tuple holds every array whose address it has)
+            bound[1] = (w.ctypes.data, b.ctypes.data, yb.ctypes.data,
+                        0 if res is None else res.ctypes.data, planes.ctypes.data,
+                        offs.ctypes.data, w, b, wb, bias, yb, res, planes, offs)
+        pw_, pb, py, pr, pp, po = bound[1][:6]
         for i in range(geo.n):
             split(xb[i], planes, geo.ph, geo.pw, sh, sw)
-            pr = 0 if res is None else res.ctypes.data + i * img
-            kernel(w.ctypes.data, k, planes.ctypes.data, pcol, offs.ctypes.data,
-                   yb.ctypes.data + i * img, b.ctypes.data, pr, geo.m, geo.oh, geo.ow, clo, chi,
-                   tasks)
+            kernel(pw_, k, pp, pcol, po, py + i * img, pb, pr + i * img if pr else 0,
+                   geo.m, geo.oh, geo.ow, clo, chi, tasks)
         if after:
             post(yb.reshape(geo.n * geo.m, geo.oh * geo.ow), f32(1), zero_bias, NO_BIAS, f32(0),
                  act, lo, hi, geo.m)

@@ -38,6 +38,8 @@ CONV_NOTES = {
     "winograd4": "Winograd F(4x4,3x3): 36 GEMMs on transformed tiles",
     "direct_mk": "implicit GEMM on stride-phase planes of the input (a stem), no im2col",
     "nhwc_pointwise": "channels-last 1x1 conv: the micro-kernel on pixels x channels",
+    "nhwc_packed": "channels-last 1x1 conv: the micro-kernel on pixels x channels, weights "
+                   "packed in column panels",
     "nhwc_depthwise": "channels-last depthwise: one vector loop over channels per pixel",
     "nhwc_im2col": "channels-last im2col tiles + the micro-kernel",
     "nhwc_direct": "NCHW in, NHWC out: the micro-kernel reading a padded input copy in place",
@@ -68,7 +70,7 @@ def conv_algorithms(step: Step, inputs: Sequence[TensorSpec | None],
     for variant in geo.variants():
         est = module.analytic_seconds(geo, variant, profile)
         eff = module.efficiency(variant, profile)
-        extra = conv.held_bytes(geo, variant) if module is conv else 0  # NHWC: no Winograd
+        extra = module.held_bytes(geo, variant)
         held = f"; holds {extra / 2**20:.2f} MB of transformed weights" if extra else ""
         result.append(Algorithm(variant, est * eff, note=f"{CONV_NOTES[variant]} "
                                 f"(roofline {est * 1e6:.1f} us x measured efficiency {eff:.2f})"
