@@ -26,6 +26,8 @@ SHAPES = [
     ((2, 6, 5, 7), (6, 1, 1, 1), {"group": 6}),  # per-channel scale+shift (standalone BN)
     ((2, 3, 13, 14), (3, 1, 5, 5), {"group": 3, "strides": [3, 2], "pads": [2, 1, 1, 2]}),
     ((1, 16, 6, 5), (24, 16, 1, 1), {}),
+    ((2, 12, 9, 10), (9, 4, 1, 1), {"group": 3}),  # grouped 1x1 (ShuffleNet): one launch
+    ((1, 240, 14, 14), (240, 80, 1, 1), {"group": 3}),  # ... large enough to run parallel
     ((1, 4, 8, 8), (6, 4, 3, 3), {"dilations": [2, 2], "auto_pad": "SAME_UPPER"}),
     ((1, 3, 17, 16), (8, 3, 3, 3), {"strides": [2, 2], "pads": [1, 0, 1, 1]}),  # an RGB stem
     ((2, 2, 11, 13), (5, 2, 3, 3), {"strides": [2, 1], "pads": [1, 1, 0, 2]}),
@@ -209,6 +211,7 @@ def test_every_variant_adds_a_fused_residual(act: str) -> None:
     for xs, ws, attrs in [((1, 6, 9, 10), (5, 6, 3, 3), {"pads": [1, 1, 1, 1]}),
                           ((1, 6, 9, 10), (6, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 6}),
                           ((1, 6, 9, 10), (5, 6, 1, 1), {}),
+                          ((1, 6, 9, 10), (6, 2, 1, 1), {"group": 3}),  # grouped 1x1
                           ((1, 3, 9, 10), (5, 3, 3, 3), {"pads": [1, 1, 1, 1]})]:  # a stem
         x = RNG.standard_normal(xs).astype(np.float32)
         w = RNG.standard_normal(ws).astype(np.float32)

@@ -1129,6 +1129,7 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
     after = act not in (0, 1, 2)  # sigmoid / tanh: not a clamp
     pointwise = variant == "pointwise_mk"
     kernel = microkernel.gemm.pick(mg * hw * kk)
+    grouped = microkernel.gemm_batched.pick(mg * hw * kk)
     threads = numba.get_num_threads()
     chunks = threads if kernel is microkernel.gemm.parallel else 1
     # tiles of output rows, at least one per thread, each at most TILE_BYTES of columns
@@ -1159,14 +1160,14 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
             calls = []
             for i in range(n):
                 r = 0 if res is None else res[i].ctypes.data
-                if pointwise:
-                    for k in range(g):
-                        off = 4 * k * mg * hw
-                        calls.append((w.ctypes.data + 4 * k * mg * kk, kk,
-                                      xb[i].ctypes.data + 4 * k * cg * hw, hw,
-                                      yb[i].ctypes.data + off, hw, mg, hw, kk,
-                                      b.ctypes.data + 4 * k * mg, False, r + off if r else 0,
-                                      hw, clo, chi, chunks))
+                if pointwise and g > 1:  # the groups in one launch
+                    calls.append((w.ctypes.data, 4 * mg * kk, kk, xb[i].ctypes.data,
+                                  4 * cg * hw, hw, yb[i].ctypes.data, 4 * mg * hw, hw, mg, hw,
+                                  kk, b.ctypes.data, 4 * mg, r, clo, chi, chunks, g))
+                elif pointwise:
+                    calls.append((w.ctypes.data, kk, xb[i].ctypes.data, hw, yb[i].ctypes.data,
+                                  hw, mg, hw, kk, b.ctypes.data, False, r, hw, clo, chi,
+                                  chunks))
                 else:
                     calls.append((xb[i], w.ctypes.data, yb[i].ctypes.data, b.ctypes.data, r))
             # the tuple holds every buffer whose address is in the calls; a copied (not
@@ -1177,8 +1178,9 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
             bound[1] = (calls, xb, w, b, yb, res)
         calls = bound[1][0]
         if pointwise:
+            run = grouped if g > 1 else kernel
             for args in calls:
-                kernel(*args)
+                run(*args)
         else:
             colbuf = _take(scratch(buf_bytes), 0, buf_shape, f32)
             for x1, pw_, py, pb, pr in calls:

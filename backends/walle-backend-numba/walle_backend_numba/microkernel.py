@@ -323,6 +323,22 @@ def gemm(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m: int, n: int
 
 
 @dual()
+def gemm_batched(pa: int, sa: int, lda: int, pb: int, sb: int, ldb: int, pc: int, sc: int,
+                 ldc: int, m: int, n: int, k: int, pbias: int, sbias: int, pr: int,
+                 lo: Any, hi: Any, chunks: int, batch: int) -> None:  # pragma: no cover
+    """``batch`` independent :func:`gemm` calls (bias per row, the residual at C's offsets
+    from ``pr``) in one launch: GEMM ``i`` reads A, B, C and the bias at ``i * sa`` (``sb``,
+    ``sc``, ``sbias``) bytes from the first. A grouped 1x1 Conv's groups: a launch each cost
+    ~3 us apiece on the 2-core VM, and ShuffleNet has 40 of them a run."""
+    by_rows = _by_rows(m, n, k, False, chunks)
+    for t in numba.prange(chunks):
+        for i in range(batch):
+            _task(t, chunks, by_rows, pa + i * sa, lda, pb + i * sb, ldb, 0, pc + i * sc, ldc,
+                  m, n, k, pbias + i * sbias, False, pr + i * sc if pr != 0 else 0, ldc, lo,
+                  hi)
+
+
+@dual()
 def gemm_packed(pa: int, lda: int, pbp: int, pc: int, ldc: int, m: int, n: int, k: int,
                 pbias: int, col_bias: bool, pr: int, ldr: int, lo: Any, hi: Any,
                 chunks: int) -> None:  # pragma: no cover
