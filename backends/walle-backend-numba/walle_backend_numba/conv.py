@@ -685,14 +685,19 @@ def direct_mk(pa: int, k: int, pplanes: int, pcol: int, poff: int, py: int, pbia
     columns. Task t takes a share of the output rows."""
     nmb = (m + microkernel.MR - 1) // microkernel.MR
     npx = oh * ow
+    # each task sweeps its rows once per panel of 8 output channels, so its stores run down
+    # 8 output planes in order: with the panel loop innermost a task wrote 48 pixels into
+    # every one of M planes in turn, and the stores missed in all of them once the output
+    # had left the caches (ResNet-50's stem after the model's other layers: 1134 -> 834 us;
+    # its input tiles are re-read from L2 instead, 735 -> 772 us hot)
     for t in numba.prange(tasks):
-        for p in range(t * oh // tasks, (t + 1) * oh // tasks):
-            for q0 in range(0, ow, microkernel.NR):
-                nr = min(microkernel.NR, ow - q0)
-                b = pplanes + 4 * (p * pcol + q0)
-                for mb in range(nmb):
-                    m0 = mb * microkernel.MR
-                    mr = min(microkernel.MR, m - m0)
+        for mb in range(nmb):
+            m0 = mb * microkernel.MR
+            mr = min(microkernel.MR, m - m0)
+            for p in range(t * oh // tasks, (t + 1) * oh // tasks):
+                for q0 in range(0, ow, microkernel.NR):
+                    nr = min(microkernel.NR, ow - q0)
+                    b = pplanes + 4 * (p * pcol + q0)
                     off = 4 * (m0 * npx + p * ow + q0)
                     _direct_tile(pa + 4 * m0 * k, k, b, py + off, npx, mr, nr,
                                  pbias + 4 * m0, pr + off if pr != 0 else 0, lo, hi, poff)
