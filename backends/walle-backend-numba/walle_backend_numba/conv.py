@@ -905,6 +905,24 @@ def _weights_cache(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[A
     return get
 
 
+def _packed_address(k: int, n: int) -> Callable[[Any], int]:
+    """The address of B ``[k, n]`` packed in column panels (``microkernel.pack_panels``):
+    packed once per constant B, again when a writable B's values change
+    (:func:`_weights_cache`), and its address read once per packed array (``ctypes.data``
+    costs ~0.8 us a call)."""
+    packed = _weights_cache(lambda wb: microkernel.pack_panels(
+        np.ascontiguousarray(wb, np.float32).reshape(k, n)))
+    last: list[Any] = [None, 0]
+
+    def address(wb: Any) -> int:
+        pk = packed(wb)
+        if pk is not last[0]:
+            last[0], last[1] = pk, pk.ctypes.data
+        return last[1]
+
+    return address
+
+
 def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] = ()
            ) -> ConvRun:
     """The runner of one variant; ``act`` (``matmul.ACTS`` code) is a fused activation applied
@@ -1134,7 +1152,10 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
     after = act not in (0, 1, 2)  # sigmoid / tanh: not a clamp
     pointwise = variant == "pointwise_mk"
     kernel = microkernel.gemm.pick(mg * hw * kk)
-    grouped = microkernel.gemm_batched.pick(mg * hw * kk)
+    if pointwise and g > 1:  # the groups' GEMMs in one launch
+        kernel_pw = microkernel.gemm_batched.pick(mg * hw * kk)
+    else:
+        kernel_pw = kernel
     threads = numba.get_num_threads()
     chunks = threads if kernel is microkernel.gemm.parallel else 1
     # tiles of output rows, at least one per thread, each at most TILE_BYTES of columns
@@ -1162,7 +1183,7 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
         if bound[0] != key:  # a plan passes the same buffers every run: the arguments once
             w = np.ascontiguousarray(wb, f32)
             b = zero_bias if bias is None else np.ascontiguousarray(bias.reshape(-1), f32)
-            calls = []
+            calls: list[tuple[Any, ...]] = []
             for i in range(n):
                 r = 0 if res is None else res[i].ctypes.data
                 if pointwise and g > 1:  # the groups in one launch
@@ -1183,9 +1204,8 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
             bound[1] = (calls, xb, w, b, yb, res)
         calls = bound[1][0]
         if pointwise:
-            run = grouped if g > 1 else kernel
             for args in calls:
-                run(*args)
+                kernel_pw(*args)
         else:
             colbuf = _take(scratch(buf_bytes), 0, buf_shape, f32)
             for x1, pw_, py, pb, pr in calls:

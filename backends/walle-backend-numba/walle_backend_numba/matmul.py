@@ -203,7 +203,7 @@ def mk_packed_bytes(b: TensorSpec) -> int:
     k, n = b.shape[-2], b.shape[-1]
     if k * n * 4 < PACK_BYTES:
         return 0
-    return -(-n // microkernel.NR) * k * microkernel.NR * 4
+    return microkernel.panels_bytes(k, n)
 
 
 def _plan_mk(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
@@ -214,7 +214,7 @@ def _plan_mk(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None
     256..1024) this is 15-25% faster (2 threads, bias included: 128x256x1024 248 vs 293 us,
     128x1024x256 224 vs 272)."""
     from walle_backend_numba import microkernel
-    from walle_backend_numba.conv import _weights_cache
+    from walle_backend_numba.conv import _packed_address
 
     k, n = b.shape[-2], b.shape[-1]
     rows = int(np.prod(a.shape[:-1]))
@@ -227,16 +227,14 @@ def _plan_mk(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None
     f32 = np.float32
     zero = np.zeros(max(rows, n), f32)
     # B of PACK_BYTES or more: packed in column panels once per constant B (again when a
-    # run-time B's values change: conv._weights_cache)
-    packed = _weights_cache(lambda wb: microkernel.pack_panels(
-        np.ascontiguousarray(wb, f32).reshape(k, n))) if mk_packed_bytes(b) else None
+    # run-time B's values change)
+    packed = _packed_address(k, n) if mk_packed_bytes(b) else None
     entry = microkernel.gemm_packed if packed else microkernel.gemm
     kernel = entry.pick(rows * n * k)
     chunks = numba.get_num_threads() if kernel is entry.parallel else 1
     post = epilogue.pick(out.size)
     plo, phi = (f32(p) for p in (tuple(params) + (0.0, 0.0))[:2])
     memo: list[Any] = [None, None]
-    last: list[Any] = [None, 0]  # the packed B and its address
 
     def run(x: Any, w: Any, c: Any, y: Any) -> None:
         key = (id(x), id(w), id(c), id(y))
@@ -255,15 +253,10 @@ def _plan_mk(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None
                        cb.ctypes.data)
         yc = memo[1][3]
         px, pw_, py, pb = memo[1][5:]
-        if packed is not None:
-            pk = packed(w)  # the same array while B is
-            if pk is not last[0]:
-                last[0], last[1] = pk, pk.ctypes.data
-            pw_ = last[1]
         if packed is None:
             kernel(px, k, pw_, n, py, n, rows, n, k, pb, col_bias, 0, n, lo, hi, chunks)
         else:
-            kernel(px, k, pw_, py, n, rows, n, k, pb, col_bias, 0, n, lo, hi, chunks)
+            kernel(px, k, packed(w), py, n, rows, n, k, pb, col_bias, 0, n, lo, hi, chunks)
         if after:
             post(yc.reshape(rows, n), f32(1), zero, NO_BIAS, f32(0), act, plo, phi, rows)
         if yc is not y:

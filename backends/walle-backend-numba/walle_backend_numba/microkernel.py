@@ -351,6 +351,11 @@ def gemm_packed(pa: int, lda: int, pbp: int, pc: int, ldc: int, m: int, n: int, 
               col_bias, pr, ldr, lo, hi)
 
 
+def panels_bytes(k: int, n: int) -> int:
+    """Bytes of :func:`pack_panels`' copy of a B of ``[k, n]``."""
+    return -(-n // NR) * k * NR * 4
+
+
 def pack_panels(b: np.ndarray) -> np.ndarray:
     """B [K, N] as ``[ceil(N / NR), K, NR]`` float32, the last panel zero-padded."""
     k, n = b.shape

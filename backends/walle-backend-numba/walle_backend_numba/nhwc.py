@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from walle_backend_numba import microkernel
-from walle_backend_numba.conv import _act1, _take, _weights_cache, pads_2d, scratch
+from walle_backend_numba.conv import _act1, _packed_address, _take, pads_2d, scratch
 from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS
 from walle_core.ir.primitives import TensorSpec
@@ -404,8 +404,7 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
         gemm = entry.pick(geo.n * npx * geo.m * kk)
         chunks = numba.get_num_threads() if gemm is entry.parallel else 1
         if variant == "nhwc_packed":  # once per constant weights (again if they change)
-            packed = _weights_cache(lambda wb: microkernel.pack_panels(
-                np.ascontiguousarray(wb, f32).reshape(kk, geo.m)))
+            packed = _packed_address(kk, geo.m)
     else:
         threads = numba.get_num_threads() if geo.macs >= 1 << 15 else 1
         # tiles of whole micro-kernel row panels, at least two per task where there is work
@@ -418,7 +417,6 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
         buf_bytes = tasks * tile * kk * 4
         scratch(buf_bytes)  # reserve now, not on the first run
     bound: list[Any] = [None, None]
-    last: list[Any] = [None, 0]  # the packed weights and their address
 
     def run_mk(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
         key = (id(xb), id(wb), id(bias), id(yb), id(res))
@@ -433,10 +431,7 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
                         b.ctypes.data, 0 if res is None else res.ctypes.data)
         px, pw_, py, pb, pr = bound[1][5:]
         if packed is not None:
-            pk = packed(wb)  # the same array while the weights are
-            if pk is not last[0]:
-                last[0], last[1] = pk, pk.ctypes.data
-            gemm(px, kk, last[1], py, geo.m, geo.n * npx, geo.m, kk, pb, True,
+            gemm(px, kk, packed(wb), py, geo.m, geo.n * npx, geo.m, kk, pb, True,
                  pr, geo.m, clo, chi, chunks)
         elif variant == "nhwc_pointwise":
             gemm(px, kk, pw_, geo.m, py, geo.m, geo.n * npx, geo.m, kk, pb, True, pr, geo.m,
@@ -457,9 +452,7 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
 def held_bytes(geo: NGeom, variant: str) -> int:
     """Bytes a variant's runner keeps besides the graph's tensors: ``nhwc_packed``'s copy of
     the weights in column panels."""
-    if variant != "nhwc_packed":
-        return 0
-    return -(-geo.m // microkernel.NR) * geo.cg * microkernel.NR * 4
+    return microkernel.panels_bytes(geo.cg, geo.m) if variant == "nhwc_packed" else 0
 
 
 def analytic_seconds(geo: NGeom, variant: str, profile: Any) -> float:
