@@ -24,70 +24,107 @@ Dims = list[tuple[int, int, int]]  # (size, src stride, dst stride), outermost f
 
 
 @numba.njit(cache=True, inline="always")
-def _copy_run(src: Any, sb: int, s2: int, dst: Any, db: int, d2: int, n2: int,
-              accumulate: bool) -> None:  # pragma: no cover
-    """One innermost run, indexed directly: each index is a base LLVM can see is >= 0
-    (``max(.., 0)``; region offsets never are negative) plus the loop counter times a stride
-    known positive in that branch, so numba's negative-index select drops out and unit-stride
-    runs vectorise. (Slices and ``dv[:] = sv`` cost ~0.3 us of setup per run: a channel
-    shuffle of 240 planes took 94 us against numpy's 18.)"""
+def _region(src: Any, so: int, s0: int, s1: int, s2: int, dst: Any, do: int, d0: int, d1: int,
+            d2: int, i0: int, i1: int, n1: int, n2: int,
+            accumulate: bool) -> None:  # pragma: no cover
+    """Rows ``[i0, i1)`` of one region (``n1 x n2`` elements each), the case (contiguous,
+    gather, strided, broadcast; copy or accumulate) chosen once, outside the loops.
+
+    Each index is a base LLVM can see is >= 0 (``max(.., 0)``; region offsets never are
+    negative) plus the loop counter times a stride known positive in that branch, so numba's
+    negative-index select drops out and unit-stride runs vectorise. (Slices and ``dv[:] = sv``
+    cost ~0.3 us of setup per run: a channel shuffle of 240 planes took 94 us against numpy's
+    18.) Choosing the case per innermost run instead, inside the loops, kept LLVM from
+    vectorising them: DIN's concats (50 runs of 18 floats) took 1.8 us a region, 0.5 now."""
     if n2 <= 0:
         return
-    s0 = max(sb, 0)
-    d0 = max(db, 0)
     if s2 == 1 and d2 == 1:
-        if accumulate:
-            for k in range(n2):
-                dst[d0 + k] += src[s0 + k]
-        else:
-            for k in range(n2):
-                dst[d0 + k] = src[s0 + k]
+        for i in range(i0, i1):
+            for j in range(n1):
+                sb = max(so + i * s0 + j * s1, 0)
+                db = max(do + i * d0 + j * d1, 0)
+                if accumulate:
+                    for k in range(n2):
+                        dst[db + k] += src[sb + k]
+                else:
+                    for k in range(n2):
+                        dst[db + k] = src[sb + k]
     elif s2 > 0 and d2 == 1:  # gather into a contiguous run
-        if accumulate:
-            for k in range(n2):
-                dst[d0 + k] += src[s0 + k * s2]
-        else:
-            for k in range(n2):
-                dst[d0 + k] = src[s0 + k * s2]
+        for i in range(i0, i1):
+            for j in range(n1):
+                sb = max(so + i * s0 + j * s1, 0)
+                db = max(do + i * d0 + j * d1, 0)
+                if accumulate:
+                    for k in range(n2):
+                        dst[db + k] += src[sb + k * s2]
+                else:
+                    for k in range(n2):
+                        dst[db + k] = src[sb + k * s2]
     elif s2 > 0 and d2 > 0:
-        if accumulate:
-            for k in range(n2):
-                dst[d0 + k * d2] += src[s0 + k * s2]
-        else:
-            for k in range(n2):
-                dst[d0 + k * d2] = src[s0 + k * s2]
+        for i in range(i0, i1):
+            for j in range(n1):
+                sb = max(so + i * s0 + j * s1, 0)
+                db = max(do + i * d0 + j * d1, 0)
+                if accumulate:
+                    for k in range(n2):
+                        dst[db + k * d2] += src[sb + k * s2]
+                else:
+                    for k in range(n2):
+                        dst[db + k * d2] = src[sb + k * s2]
     elif s2 == 0 and d2 > 0:  # broadcast one source element
-        v = src[s0]
-        if accumulate:
-            for k in range(n2):
-                dst[d0 + k * d2] += v
-        else:
-            for k in range(n2):
-                dst[d0 + k * d2] = v
+        for i in range(i0, i1):
+            for j in range(n1):
+                v = src[max(so + i * s0 + j * s1, 0)]
+                db = max(do + i * d0 + j * d1, 0)
+                if accumulate:
+                    for k in range(n2):
+                        dst[db + k * d2] += v
+                else:
+                    for k in range(n2):
+                        dst[db + k * d2] = v
     else:  # negative strides: index as given
-        if accumulate:
-            for k in range(n2):
-                dst[db + k * d2] += src[sb + k * s2]
-        else:
-            for k in range(n2):
-                dst[db + k * d2] = src[sb + k * s2]
+        for i in range(i0, i1):
+            for j in range(n1):
+                sb = so + i * s0 + j * s1
+                db = do + i * d0 + j * d1
+                if accumulate:
+                    for k in range(n2):
+                        dst[db + k * d2] += src[sb + k * s2]
+                else:
+                    for k in range(n2):
+                        dst[db + k * d2] = src[sb + k * s2]
 
 
 @dual()
 def copy_table(src: Any, dst: Any, table: Any, accumulate: bool) -> None:  # pragma: no cover
     """Each table row: src_off, ss0, ss1, ss2, dst_off, ds0, ds1, ds2, n0, n1, n2, parallel."""
     for r in range(table.shape[0]):
-        so, s0, s1, s2, do, d0, d1, d2, n0, n1, n2, par = table[r]
+        so, s0, s1, s2 = table[r, 0], table[r, 1], table[r, 2], table[r, 3]
+        do, d0, d1, d2 = table[r, 4], table[r, 5], table[r, 6], table[r, 7]
+        n0, n1, n2, par = table[r, 8], table[r, 9], table[r, 10], table[r, 11]
         if par:
             for i in numba.prange(n0):
-                for j in range(n1):
-                    _copy_run(src, so + i * s0 + j * s1, s2, dst, do + i * d0 + j * d1, d2, n2,
-                              accumulate)
+                _region(src, so, s0, s1, s2, dst, do, d0, d1, d2, i, i + 1, n1, n2,
+                        accumulate)
         else:
-            for i in range(n0):
-                for j in range(n1):
-                    _copy_run(src, so + i * s0 + j * s1, s2, dst, do + i * d0 + j * d1, d2, n2,
-                              accumulate)
+            _region(src, so, s0, s1, s2, dst, do, d0, d1, d2, 0, n0, n1, n2, accumulate)
+
+
+@numba.njit(cache=True)
+def copy_sources(srcs: Any, dst: Any, table: Any, accumulate: bool) -> None:  # pragma: no cover
+    """:func:`copy_table` over several sources in one call: a row's column 12 picks its
+    source from the tuple ``srcs`` (a concat's inputs: one dispatch instead of one per
+    input)."""
+    for r in range(table.shape[0]):
+        src = srcs[table[r, 12]]
+        _region(src, table[r, 0], table[r, 1], table[r, 2], table[r, 3], dst, table[r, 4],
+                table[r, 5], table[r, 6], table[r, 7], 0, table[r, 8], table[r, 9],
+                table[r, 10], accumulate)
+
+
+#: At most this many sources (one compilation per count) and elements go through
+#: :func:`copy_sources`; bigger copies keep a call per source (memcpy, parallel tables).
+MULTI_SOURCES, MULTI_ELEMENTS = 8, PARALLEL_MIN
 
 
 @dual()
@@ -177,6 +214,18 @@ def plan(prim: Raster) -> Callable[[list[np.ndarray], np.ndarray], None] | None:
             ops[-1][2].append(row(r, dims))
         else:
             ops.append(("table", r.src, [row(r, dims)]))
+    sources = sorted({src for _, src, _ in ops})
+    if 1 < len(ops) and len(sources) <= MULTI_SOURCES and \
+            all(kind != "t2d" for kind, _, _ in ops) and \
+            sum(r.count for r in prim.regions) < MULTI_ELEMENTS:
+        return _plan_multi(prim, ops, sources, _plan_program(prim, ops))
+    return _plan_program(prim, ops)
+
+
+def _plan_program(prim: Raster, ops: list[tuple[str, int, Any]]
+                  ) -> Callable[[list[np.ndarray], np.ndarray], None]:
+    """A call per copy: memcpy for flat ones, a table kernel per run of a source's regions,
+    the tiled transpose."""
     program = []
     for kind, src, arg in ops:  # copies pick their kernel now, not per run
         if kind == "table":
@@ -211,5 +260,43 @@ def plan(prim: Raster) -> Callable[[list[np.ndarray], np.ndarray], None] | None:
             else:
                 kernel, table = arg
                 kernel(s, flat, table, accumulate)
+
+    return run
+
+
+def _plan_multi(prim: Raster, ops: list[tuple[str, int, Any]], sources: list[int],
+                fallback: Callable[[list[np.ndarray], np.ndarray], None]
+                ) -> Callable[[list[np.ndarray], np.ndarray], None]:
+    """A small Raster of several copies (a concat of small tensors) as one
+    :func:`copy_sources` call: its copies' table rows, each tagged with its source's place in
+    the tuple of sources. The tuple must be of one array type (numba indexes it at run time):
+    buffers that are not all writable, or not all contiguous, go to ``fallback``."""
+    rows = []
+    for kind, src, arg in ops:
+        tag = sources.index(src)
+        if kind == "flat":
+            so, do, n = arg
+            rows.append([so, 0, 0, 1, do, 0, 0, 1, 1, 1, n, 0, tag])
+        else:
+            rows += [[*row[:11], 0, tag] for row in arg]
+    table = np.asarray(rows, dtype=np.int64)
+    fill, accumulate = prim.fill, prim.accumulate
+    memo: list[Any] = [None, None]
+
+    def run(ins: list[np.ndarray], out: np.ndarray) -> None:
+        key = (id(out), *map(id, ins))  # the memo holds the buffers: ids stay unique
+        if memo[0] != key:
+            srcs = tuple(ins[k] for k in sources)
+            uniform = all(a.flags.c_contiguous and a.flags.writeable for a in srcs) or \
+                all(a.flags.c_contiguous and not a.flags.writeable for a in srcs)
+            memo[0], memo[1] = key, (out.reshape(-1), tuple(a.reshape(-1) for a in srcs)
+                                     if uniform else None, ins, out)
+        flat, srcs = memo[1][0], memo[1][1]
+        if srcs is None:
+            fallback(ins, out)
+            return
+        if fill is not None:
+            flat.fill(fill)
+        copy_sources(srcs, flat, table, accumulate)
 
     return run
