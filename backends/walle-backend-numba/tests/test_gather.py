@@ -58,3 +58,48 @@ def test_out_of_range_index_is_an_execution_error() -> None:
                  has_src_offsets=True, dst_step=2)
     with pytest.raises(ExecutionError, match="index out of range"):
         run_both(prim, [None, table, np.array([0, 10], np.int64)], [(2, 2)], [np.float32])
+
+
+def test_fill_only_where_the_copies_do_not_reach() -> None:
+    """A gather that writes every output element skips the fill; one that leaves gaps still
+    fills them (run_both starts every output at 7)."""
+    from walle_backend_numba.gather import _covers
+
+    src = RNG.standard_normal((6, 4)).astype(np.float32)
+    whole = _loop(count=6, region=(1, 0, (0, 0, 1), 0, (0, 0, 1), (1, 1, 4)), src_step=4,
+                  dst_step=4)
+    gaps = _loop(count=3, region=(1, 0, (0, 0, 1), 0, (0, 0, 1), (1, 1, 4)), src_step=8,
+                 dst_step=8, fill=-1)
+    assert _covers(whole, 24) and not _covers(gaps, 24)
+    for prim in (whole, gaps):
+        got, want, fast = run_both(prim, [None, src], [(6, 4)], [np.float32])
+        assert fast
+        np.testing.assert_array_equal(got[0], want[0])
+    assert (got[0][1::2] == -1).all()
+
+
+def test_reversed_region_bounds_checked_by_its_extremes() -> None:
+    """A region read backwards (negative stride) is in range when its lowest and highest
+    offsets are; one element past either end is an error."""
+    from walle_core.ir.errors import ExecutionError
+
+    src = RNG.standard_normal(12).astype(np.float32)
+    prim = _loop(count=2, region=(1, 5, (0, 0, -1), 0, (0, 0, 1), (1, 1, 6)),
+                 has_src_offsets=True, dst_step=6)
+    got, want, fast = run_both(prim, [None, src, np.array([0, 6], np.int64)], [(2, 6)],
+                               [np.float32])
+    assert fast
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[0][1], src[11:5:-1])
+    from walle_backend_numba import NumbaBackend
+    from walle_backend_numba.checking import spec
+
+    from walle_core.ir.primitives import Step
+
+    backend = NumbaBackend(threads=1)  # the numba kernel itself must refuse (not numpy)
+    offs = np.zeros(2, np.int64)
+    fn = backend.compile(Step(prim, [0, 1, 2], [3]), [None, spec(src), spec(offs)],
+                         [spec(np.zeros((2, 6), np.float32))])
+    for bad in ([0, 7], [-1, 0]):
+        with pytest.raises(ExecutionError, match="index out of range"):
+            fn([None, src, np.array(bad, np.int64)], [np.zeros((2, 6), np.float32)])
