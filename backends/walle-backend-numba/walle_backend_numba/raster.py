@@ -122,6 +122,10 @@ def copy_sources(srcs: Any, dst: Any, table: Any, accumulate: bool) -> None:  # 
                 table[r, 10], accumulate)
 
 
+#: More flat copies than this in one Raster go through the table kernel unless they are at
+#: least FLAT_BIG elements (memcpy's speed then matters more than a call's overhead).
+MANY_FLAT, FLAT_BIG = 4, 1 << 16
+
 #: At most this many sources (one compilation per count) and elements go through
 #: :func:`copy_sources`; bigger copies keep a call per source (memcpy, parallel tables).
 MULTI_SOURCES, MULTI_ELEMENTS = 8, PARALLEL_MIN
@@ -199,11 +203,17 @@ def plan(prim: Raster) -> Callable[[list[np.ndarray], np.ndarray], None] | None:
     if prim.accumulate and not all(injective(simplify(r)) for r in prim.regions if r.count):
         return None
     ops: list[tuple[str, int, Any]] = []
+    # many short flat copies (a broadcast row, BERT's 128 copies of one segment embedding)
+    # cost a numpy slice assignment each (~0.35 us): they go through the table kernel instead
+    flat_runs = sum(1 for r in prim.regions if r.count and len(simplify(r)) == 1 and
+                    simplify(r)[0][1:] == (1, 1))
+    few_flat = flat_runs <= MANY_FLAT or prim.accumulate
     for r in prim.regions:
         if r.count == 0:
             continue
         dims = simplify(r)
-        if len(dims) == 1 and dims[0][1] == 1 and dims[0][2] == 1:
+        if len(dims) == 1 and dims[0][1] == 1 and dims[0][2] == 1 and \
+                (few_flat or r.count >= FLAT_BIG):
             ops.append(("flat", r.src, (r.src_offset, r.dst_offset, dims[0][0])))
             continue
         t2d = transpose_args(dims) if not prim.accumulate and r.count >= 4096 else None
