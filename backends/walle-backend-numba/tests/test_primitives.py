@@ -98,6 +98,24 @@ def test_raster_small_concat_mixed_buffers() -> None:
         np.testing.assert_array_equal(out, want)
 
 
+def test_raster_many_flat_copies() -> None:
+    """More than MANY_FLAT flat copies (one row broadcast to every row, as BERT's segment
+    embedding) go through the table kernel; a big one stays a memcpy."""
+    from walle_backend_numba import raster
+
+    from walle_core.ir.primitives import Raster
+
+    row, big = _rand(256), _rand(1 << 16)
+    regions = tuple(_region(0, 0, (0, 0, 1), k * 256, (0, 0, 1), (1, 1, 256)) for k in range(12))
+    regions += (_region(1, 0, (0, 0, 1), 12 * 256, (0, 0, 1), (1, 1, 1 << 16)),)
+    assert len(regions) - 1 > raster.MANY_FLAT and (1 << 16) >= raster.FLAT_BIG
+    got, want, fast = run_both(Raster(regions), [row, big], [(12 * 256 + (1 << 16),)],
+                               [np.float32])
+    assert fast
+    assert_close(got[0], want[0])
+    np.testing.assert_array_equal(got[0][:12 * 256].reshape(12, 256), np.tile(row, (12, 1)))
+
+
 def test_raster_large_parallel_int64() -> None:
     from walle_core.ir.primitives import Raster
 
