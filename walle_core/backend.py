@@ -120,6 +120,13 @@ class Backend:
 # --------------------------------------------------------------------------------------------
 
 CompiledStep = Callable[[Sequence[Any], Sequence[Any]], None]
+"""``fn(inputs, outputs)`` runs the step on those buffers. A plan passes the same buffers on
+every run, so a compiled step may also carry ``fn.bind(inputs, outputs)``, returning a
+callable of no arguments that runs the step on those very buffers with everything it can
+derive from them resolved once (views, addresses, kernel arguments): the executor then calls
+that on each run. One Python frame and a memo check less per step is a tenth of a small
+model's run (DIN: 34 steps in 60 us). A bound call that fails raises what it raises; the
+executor names the step (:class:`~walle_core.ir.errors.ExecutionError`)."""
 
 
 StepTimer = Callable[

@@ -13,12 +13,15 @@ outputs; nothing is allocated by the engine on this path once the executable exi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from walle_core.backend import Algorithm, CompiledStep, ExecutionBackend
+from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import Primitive, Step, TensorSpec
 from walle_core.runtime.memory import MemoryPlan, lifetimes, plan_memory
 from walle_core.runtime.planner import Program
@@ -172,6 +175,16 @@ class Executable:
                 d = home[root(slot)]
                 self.results.append((name, owner[d], buffer(slot, d)))
         self._backends = list({id(b): b for b in owner.values()}.values())
+        # what run calls: each step bound to its buffers once (CompiledStep.bind) where the
+        # backend offers it; ops of the bound ones, to name a step that fails
+        self._calls: list[Callable[[], None]] = []
+        self._bound: dict[int, Op] = {}
+        for (fn, ins, outs), op in zip(self.compiled, self.ops, strict=True):
+            bind = getattr(fn, "bind", None)
+            call = bind(ins, outs) if bind is not None else partial(fn, ins, outs)
+            if bind is not None:
+                self._bound[id(call)] = op
+            self._calls.append(call)
 
     @property
     def memory(self) -> MemoryPlan:
@@ -189,8 +202,19 @@ class Executable:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._upload_feeds(feeds)
-        for fn, ins, outs in self.compiled:
-            fn(ins, outs)
+        call = None
+        try:
+            for call in self._calls:
+                call()
+        except ExecutionError:
+            raise
+        except Exception as exc:
+            op = self._bound.get(id(call))
+            if op is None:
+                raise
+            raise ExecutionError(
+                f"{op.step.prim.kind} from node {op.step.origin!r} failed on "
+                f"{op.backend.name}: {type(exc).__name__}: {exc}") from exc
         for b in self._backends:
             b.sync()
         result = {}

@@ -9,6 +9,7 @@ which numba kernels accept directly.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,10 @@ def plan_raster(prim: Raster, ins: Sequence[TensorSpec | None], out: TensorSpec)
         except ExecutionError:
             return None  # let the reference raise its error at run time
     run = raster.plan(prim)
-    return None if run is None else (lambda i, o: run(i, o[0]))
+    if run is None:
+        return None
+    run_bind = run.bind  # type: ignore[attr-defined]
+    return with_bind(lambda i, o: run(i, o[0]), lambda i, o: run_bind(i, o[0]))
 
 
 def plan_elementwise(prim: Elementwise, ins: Sequence[TensorSpec | None],
@@ -79,6 +83,33 @@ def plan_elementwise(prim: Elementwise, ins: Sequence[TensorSpec | None],
             memo[0], memo[1] = key, (o[0].reshape(-1), *(a.reshape(-1) for a in i))
         kernel(*memo[1])
 
+    def bind(i: list[Any], o: list[Any]) -> Callable[[], None] | None:
+        flats = flat_views([o[0], *i])
+        return None if flats is None else partial(kernel, *flats)
+
+    run.bind = bind  # type: ignore[attr-defined]
+    return run
+
+
+def flat_views(buffers: Sequence[Any]) -> list[Any] | None:
+    """1-D views of ``buffers`` (None for a None), or None when one would be a copy (a bound
+    call would then read or write a stale copy on every run)."""
+    out = []
+    for a in buffers:
+        if a is None:
+            out.append(None)
+            continue
+        v = a.reshape(-1)
+        if v.size and not np.shares_memory(v, a):
+            return None
+        out.append(v)
+    return out
+
+
+def with_bind(run: Run, bind: Callable[[list[Any], list[Any]], Callable[[], None] | None]
+              ) -> Run:
+    """``run`` with its ``bind`` (see :data:`walle_core.backend.CompiledStep`)."""
+    run.bind = bind  # type: ignore[attr-defined]
     return run
 
 
@@ -94,12 +125,18 @@ def plan_step(prim: Primitive, ins: Sequence[TensorSpec | None],
         return plan_elementwise(prim, ins, outs[0])
     if isinstance(prim, Reduce) and ins[0] is not None:
         red = reduce.plan(prim, ins[0].shape, ins[0].dtype.np, outs[0].dtype.np)
-        return None if red is None else (lambda i, o: red(i[0], o[0]))
+        if red is None:
+            return None
+        red_bind = red.bind  # type: ignore[attr-defined]
+        return with_bind(lambda i, o: red(i[0], o[0]), lambda i, o: red_bind(i[0], o[0]))
     if isinstance(prim, MatMul) and ins[0] is not None and ins[1] is not None:
         bias = ins[2] if len(ins) > 2 else None
         mm = matmul.plan(prim, ins[0], ins[1], bias, outs[0], variant)
-        return None if mm is None else (
-            lambda i, o: mm(i[0], i[1], i[2] if len(i) > 2 else None, o[0]))
+        if mm is None:
+            return None
+        mm_bind = mm.bind  # type: ignore[attr-defined]
+        return with_bind(lambda i, o: mm(i[0], i[1], i[2] if len(i) > 2 else None, o[0]),
+                         lambda i, o: mm_bind(i[0], i[1], i[2] if len(i) > 2 else None, o[0]))
     if isinstance(prim, Kernel) and (prim.domain, prim.op_type) == ("", "Conv"):
         if len(ins) < 2 or ins[0] is None or ins[1] is None:
             return None
@@ -130,6 +167,12 @@ def compile_step(step: Step, ins: Sequence[TensorSpec | None],
             execute(prim, i, o)
 
     body = fast or fallback
+    fast_bind = getattr(fast, "bind", None)
+
+    def bind(i: list[Any], o: list[Any]) -> Callable[[], None]:
+        """The step on these buffers; errors are named by the executor."""
+        bound = fast_bind(i, o) if fast_bind is not None else None
+        return bound if bound is not None else partial(body, i, o)
 
     def run(i: Sequence[Any], o: Sequence[Any]) -> None:
         try:
@@ -141,4 +184,5 @@ def compile_step(step: Step, ins: Sequence[TensorSpec | None],
                 f"{prim.kind} from node {origin!r} failed on numba: {type(exc).__name__}: {exc}"
             ) from exc
 
+    run.bind = bind  # type: ignore[attr-defined]
     return run, fast is not None

@@ -115,4 +115,25 @@ def plan(prim: Loop, ins: Sequence[TensorSpec | None], out: TensorSpec) -> Run |
             what = "source" if status == 1 else "output"
             raise ExecutionError(f"index out of range in gather/scatter ({what})")
 
+    def bind(i: list[Any], o: list[Any]) -> Callable[[], None] | None:
+        if has_base:
+            return None
+        from walle_backend_numba.execution import flat_views
+
+        views = flat_views([o[0], i[1], i[2] if use_so else dummy, i[3] if use_do else dummy])
+        if views is None:
+            return None
+        flat, src, so, do = views
+
+        def call() -> None:
+            if not covered:
+                flat.fill(fill)
+            status = gather_copy(src, flat, so, do, params)
+            if status:
+                what = "source" if status == 1 else "output"
+                raise ExecutionError(f"index out of range in gather/scatter ({what})")
+
+        return call
+
+    run.bind = bind  # type: ignore[attr-defined]
     return run

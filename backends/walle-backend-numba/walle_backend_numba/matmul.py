@@ -10,6 +10,7 @@ np.matmul; the bias is a scalar, a length-N row, a length-M column, or the full 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numba
@@ -262,6 +263,26 @@ def _plan_mk(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None
         if yc is not y:
             np.copyto(y, yc)
 
+    def bind(x: Any, w: Any, c: Any, y: Any) -> Callable[[], None] | None:
+        """The micro-kernel with every address resolved, when nothing is copied per run
+        (the executor keeps the buffers, the runner the packed weights)."""
+        if after or not (y.flags.c_contiguous and y.dtype == f32 and
+                         x.flags.c_contiguous and x.dtype == f32):
+            return None
+        if c is not None and not (c.flags.c_contiguous and c.dtype == f32):
+            return None
+        pb = zero.ctypes.data if c is None else c.ctypes.data
+        if packed is None:
+            if not (w.flags.c_contiguous and w.dtype == f32):
+                return None
+            return partial(kernel, x.ctypes.data, k, w.ctypes.data, n, y.ctypes.data, n, rows,
+                           n, k, pb, col_bias, 0, n, lo, hi, chunks)
+        if w.flags.writeable:  # its values may change: packed again when they do
+            return None
+        return partial(kernel, x.ctypes.data, k, packed(w), y.ctypes.data, n, rows, n, k, pb,
+                       col_bias, 0, n, lo, hi, chunks)
+
+    run.bind = bind  # type: ignore[attr-defined]
     return run
 
 
@@ -313,4 +334,23 @@ def plan(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
         if needs_epilogue and size:
             post(target2, alpha, flat_bias, kind, beta, act, lo, hi, m)
 
+    def bind(x: Any, w: Any, c: Any, y: Any) -> Callable[[], None] | None:
+        target = y.reshape(shape)
+        if target.size and not np.shares_memory(target, y):
+            return None
+        xa = np.swapaxes(x, -1, -2) if prim.trans_a else x
+        wb = np.swapaxes(w, -1, -2) if prim.trans_b else w
+        call = mul.bind(xa, wb, target)[0]
+        if not (needs_epilogue and size):
+            return call  # type: ignore[no-any-return]
+        target2 = target.reshape(-1, n)
+        flat_bias = c.reshape(-1) if c is not None else dummy
+
+        def call_post() -> None:
+            call()
+            post(target2, alpha, flat_bias, kind, beta, act, lo, hi, m)
+
+        return call_post
+
+    run.bind = bind  # type: ignore[attr-defined]
     return run

@@ -10,6 +10,7 @@ Layout: flat, contiguous source and destination buffers of the same dtype.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numba
@@ -271,7 +272,34 @@ def _plan_program(prim: Raster, ops: list[tuple[str, int, Any]]
                 kernel, table = arg
                 kernel(s, flat, table, accumulate)
 
+    def bind(ins: list[np.ndarray], out: np.ndarray) -> Callable[[], None] | None:
+        """One table or transpose call, no fill: the kernel with its arguments, bound."""
+        if len(program) != 1 or fill is not None:
+            return None
+        kind, src, arg = program[0]
+        views = _views([out, ins[src]])
+        if views is None or kind == "flat":
+            return None
+        flat, s = views
+        if kind == "t2d":
+            kernel, so, ss0, do, dd1, rows, cols = arg
+            return partial(kernel, s, so, ss0, flat, do, dd1, rows, cols)
+        kernel, table = arg
+        return partial(kernel, s, flat, table, accumulate)
+
+    run.bind = bind  # type: ignore[attr-defined]
     return run
+
+
+def _views(buffers: list[np.ndarray]) -> list[np.ndarray] | None:
+    """1-D views of ``buffers``, or None when one would be a copy."""
+    out = []
+    for a in buffers:
+        v = a.reshape(-1)
+        if v.size and not np.shares_memory(v, a):
+            return None
+        out.append(v)
+    return out
 
 
 def _plan_multi(prim: Raster, ops: list[tuple[str, int, Any]], sources: list[int],
@@ -309,4 +337,14 @@ def _plan_multi(prim: Raster, ops: list[tuple[str, int, Any]], sources: list[int
             flat.fill(fill)
         copy_sources(srcs, flat, table, accumulate)
 
+    def bind(ins: list[np.ndarray], out: np.ndarray) -> Callable[[], None] | None:
+        srcs = [ins[k] for k in sources]
+        uniform = all(a.flags.c_contiguous and a.flags.writeable for a in srcs) or \
+            all(a.flags.c_contiguous and not a.flags.writeable for a in srcs)
+        views = _views([out, *srcs])
+        if fill is not None or not uniform or views is None:
+            return None
+        return partial(copy_sources, tuple(views[1:]), views[0], table, accumulate)
+
+    run.bind = bind  # type: ignore[attr-defined]
     return run

@@ -9,6 +9,7 @@ max/min propagate NaN like numpy. Other ops, dtypes or axes sets return None (nu
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numba
@@ -102,4 +103,11 @@ def plan(prim: Reduce, in_shape: tuple[int, ...], dtype: np.dtype[Any],
     def run(x: np.ndarray, out: np.ndarray) -> None:
         kernel(x.reshape(outer, red, inner), out.reshape(outer, inner), op)
 
+    def bind(x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
+        xv, ov = x.reshape(outer, red, inner), out.reshape(outer, inner)
+        if not (np.shares_memory(xv, x) and np.shares_memory(ov, out)):
+            return None
+        return partial(kernel, xv, ov, op)
+
+    run.bind = bind  # type: ignore[attr-defined]
     return run
