@@ -33,6 +33,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numba
@@ -1215,6 +1216,24 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
         if after:
             post(yb.reshape(n * m, hw), f32(1), zero_bias, NO_BIAS, f32(0), act, lo, hi, m)
 
+    def bind(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> Callable[[], None] | None:
+        """A one-image 1x1 Conv's micro-kernel launch with its addresses resolved (the
+        executor keeps the buffers alive); None where run_mk copies or post-processes."""
+        if not pointwise or after or n != 1:
+            return None
+        plain = [a for a in (xb, wb, yb, res, bias) if a is not None]
+        if not all(a.flags.c_contiguous and a.dtype == f32 for a in plain):
+            return None
+        r = 0 if res is None else res.ctypes.data
+        pb = zero_bias.ctypes.data if bias is None else bias.ctypes.data
+        if g > 1:
+            return partial(kernel_pw, wb.ctypes.data, 4 * mg * kk, kk, xb.ctypes.data,
+                           4 * cg * hw, hw, yb.ctypes.data, 4 * mg * hw, hw, mg, hw, kk, pb,
+                           4 * mg, r, clo, chi, chunks, g)
+        return partial(kernel_pw, wb.ctypes.data, kk, xb.ctypes.data, hw, yb.ctypes.data, hw,
+                       mg, hw, kk, pb, False, r, hw, clo, chi, chunks)
+
+    run_mk.bind = bind  # type: ignore[attr-defined]
     return run_mk
 
 

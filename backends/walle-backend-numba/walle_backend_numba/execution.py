@@ -146,11 +146,20 @@ def plan_step(prim: Primitive, ins: Sequence[TensorSpec | None],
                     ins[3].dtype != outs[0].dtype:
                 return None
             cv = planner(prim.attrs, ins[0], ins[1], ins[2], outs[0], variant)
-            return None if cv is None else (lambda i, o: cv(i[0], i[1], i[2], o[0], i[3]))
+            if cv is None:
+                return None
+            run_res: Run = lambda i, o: cv(i[0], i[1], i[2], o[0], i[3])  # noqa: E731
+            cv_bind = getattr(cv, "bind", None)
+            return run_res if cv_bind is None else with_bind(
+                run_res, lambda i, o: cv_bind(i[0], i[1], i[2], o[0], i[3]))
         bias = ins[2] if len(ins) > 2 else None
         cv = planner(prim.attrs, ins[0], ins[1], bias, outs[0], variant)
-        return None if cv is None else (
-            lambda i, o: cv(i[0], i[1], i[2] if len(i) > 2 else None, o[0]))
+        if cv is None:
+            return None
+        run_cv: Run = lambda i, o: cv(i[0], i[1], i[2] if len(i) > 2 else None, o[0])  # noqa: E731
+        cv_bind2 = getattr(cv, "bind", None)
+        return run_cv if cv_bind2 is None else with_bind(
+            run_cv, lambda i, o: cv_bind2(i[0], i[1], i[2] if len(i) > 2 else None, o[0]))
     if isinstance(prim, Kernel) and prim.domain == "" and prim.op_type in nnops.NATIVE:
         return nnops.plan(prim.op_type, prim.attrs, prim.opset, ins, outs)
     return None
