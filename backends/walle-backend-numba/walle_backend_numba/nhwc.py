@@ -27,7 +27,9 @@ depthwise loop for that variant); sigmoid/tanh in one pass after. float32 only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numba
@@ -390,6 +392,18 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
                 kernel(x1, taps, b, y1, r1, res is not None, geo.kh, geo.kw, geo.sh, geo.sw,
                        geo.ph, geo.pw, dlo, dhi, post)
 
+        def bind_depthwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None
+                           ) -> Callable[[], None] | None:
+            b = zero_bias if bias is None else bias.reshape(-1)
+            taps = wb.reshape(geo.kh * geo.kw, geo.c)
+            if geo.n != 1 or not (np.shares_memory(b, bias) if bias is not None else True) \
+                    or not np.shares_memory(taps, wb):
+                return None
+            return partial(kernel, xb[0], taps, b, yb[0], no_res if res is None else res[0],
+                           res is not None, geo.kh, geo.kw, geo.sh, geo.sw, geo.ph, geo.pw,
+                           dlo, dhi, post)
+
+        run_depthwise.bind = bind_depthwise  # type: ignore[attr-defined]
         return run_depthwise
 
     if variant == "nhwc_direct":
@@ -446,6 +460,26 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
         if after:
             _after(yb, act)
 
+    def bind(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> Callable[[], None] | None:
+        """The 1x1 GEMM with its addresses resolved (the executor keeps the buffers alive);
+        None for the im2col variant (its scratch may move), a post-pass, or weights whose
+        packed copy must be checked each run."""
+        if after or variant not in ("nhwc_pointwise", "nhwc_packed"):
+            return None
+        plain = [a for a in (xb, wb, yb, res, bias) if a is not None]
+        if not all(a.flags.c_contiguous and a.dtype == f32 for a in plain):
+            return None
+        pb = zero_bias.ctypes.data if bias is None else bias.ctypes.data
+        pr = 0 if res is None else res.ctypes.data
+        if packed is not None:
+            if wb.flags.writeable:
+                return None
+            return partial(gemm, xb.ctypes.data, kk, packed(wb), yb.ctypes.data, geo.m,
+                           geo.n * npx, geo.m, kk, pb, True, pr, geo.m, clo, chi, chunks)
+        return partial(gemm, xb.ctypes.data, kk, wb.ctypes.data, geo.m, yb.ctypes.data, geo.m,
+                       geo.n * npx, geo.m, kk, pb, True, pr, geo.m, clo, chi, chunks)
+
+    run_mk.bind = bind  # type: ignore[attr-defined]
     return run_mk
 
 
