@@ -4,6 +4,7 @@ rank the variants the way they measure."""
 from __future__ import annotations
 
 import gc
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -69,9 +70,16 @@ def _run(backend: Any, prim: Any, ins: list[np.ndarray], out_shape: tuple[int, .
     out = np.full(out_shape, 7, ins[0].dtype)
     bufs = [backend.constant(a) if const else a.copy() for a in ins]
     fn(bufs, [out])
+    # bound to these buffers (as the executor runs it): the same result, run after run
+    bound_out = np.full(out_shape, 7, ins[0].dtype)
+    call = fn.bind(bufs, [bound_out]) if hasattr(fn, "bind") else partial(fn, bufs, [bound_out])
+    call()
+    np.testing.assert_array_equal(bound_out, out)
     if not const:  # weights computed at run time: changing them must change the result
         bufs[1] *= 2
         fn(bufs, [out])
+        call()
+        np.testing.assert_array_equal(bound_out, out)
     del churn
     return out
 

@@ -753,6 +753,24 @@ def _build_direct(geo: Geom, act: int, lo: Any, hi: Any, post: Any) -> ConvRun:
             post(yb.reshape(geo.n * geo.m, geo.oh * geo.ow), f32(1), zero_bias, NO_BIAS, f32(0),
                  act, lo, hi, geo.m)
 
+    def bind(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> Callable[[], None] | None:
+        """The split and the kernel with their arguments resolved, for one image."""
+        plain = [a for a in (wb, yb, res, bias) if a is not None]
+        if after or geo.n != 1 or not all(a.flags.c_contiguous and a.dtype == f32
+                                          for a in plain):
+            return None
+        args = (wb.ctypes.data, k, planes.ctypes.data, pcol, offs.ctypes.data, yb.ctypes.data,
+                zero_bias.ctypes.data if bias is None else bias.ctypes.data,
+                0 if res is None else res.ctypes.data, geo.m, geo.oh, geo.ow, clo, chi, tasks)
+        x0 = xb[0]
+
+        def call() -> None:
+            split(x0, planes, geo.ph, geo.pw, sh, sw)
+            kernel(*args)
+
+        return call
+
+    run_direct.bind = bind  # type: ignore[attr-defined]
     return run_direct
 
 
@@ -1027,6 +1045,17 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
             if whole:
                 add_bias(yb, bias, res)
 
+        def bind_pointwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None
+                           ) -> Callable[[], None] | None:
+            """The one sgemm block that also applies the epilogue, as prepared."""
+            w3 = wb.reshape(g, mg, cg)
+            x4 = xb.reshape(n, g, cg, h * wd)
+            if n * g != 1 or not (np.shares_memory(w3, wb) and np.shares_memory(x4, xb)):
+                return None
+            calls, whole = gemm_blocks(gemm_pw, [(w3[0], x4[0, 0], 0, 0)], bias, yb, res)
+            return None if whole or len(calls) != 1 else calls[0]
+
+        run_pointwise.bind = bind_pointwise  # type: ignore[attr-defined]
         return run_pointwise
 
     if variant == "im2col":
