@@ -1161,6 +1161,38 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                 outof(mm, yb[i], mt, b, bias is not None, act, flo, fhi, tw,
                       res[i] if res is not None else no_res, res is not None, fast)
 
+        def bind_winograd(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None
+                          ) -> Callable[[], None] | None:
+            """One image with constant weights: U transformed once, the scratch views and
+            the taps' GEMM prepared again only if the running thread's scratch differs."""
+            if n != 1 or wb.flags.writeable:
+                return None
+            u = weights(wb)
+            b = bias.reshape(-1) if bias is not None else zero_bias
+            fast = clamp and yb.flags.c_contiguous and b.flags.c_contiguous and \
+                (res is None or res.flags.c_contiguous)
+            flo, fhi = (clo, chi) if fast else (lo, hi)
+            x0, y0 = xb[0], yb[0]
+            r0 = res[0] if res is not None else no_res
+            has_bias, has_res = bias is not None, res is not None
+            views: list[Any] = [None, None]
+
+            def call() -> None:
+                buf = scratch(total)
+                if views[0] is not buf:
+                    v = _take(buf, 0, v_shape, dtype)
+                    mm = _take(buf, v_bytes, mm_shape, dtype)
+                    xp = _take(buf, v_bytes + mm_bytes, xp_shape, dtype)
+                    views[0], views[1] = buf, (v, mm, xp, gemm_taps.bind(v, u, mm)[0])
+                v, mm, xp, taps = views[1]
+                pack(x0, xp, geo.ph, geo.pw)
+                into(xp, v, mt, tw)
+                taps()
+                outof(mm, y0, mt, b, has_bias, act, flo, fhi, tw, r0, has_res, fast)
+
+            return call
+
+        run_winograd.bind = bind_winograd  # type: ignore[attr-defined]
         return run_winograd
 
     raise ValueError(f"unknown Conv algorithm {variant!r}")
@@ -1246,15 +1278,24 @@ def _build_mk(geo: Geom, variant: str, act: int, lo: Any, hi: Any, post: Any) ->
             post(yb.reshape(n * m, hw), f32(1), zero_bias, NO_BIAS, f32(0), act, lo, hi, m)
 
     def bind(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> Callable[[], None] | None:
-        """A one-image 1x1 Conv's micro-kernel launch with its addresses resolved (the
-        executor keeps the buffers alive); None where run_mk copies or post-processes."""
-        if not pointwise or after or n != 1:
+        """One image's micro-kernel launch with its addresses resolved (the executor keeps
+        the buffers alive); None where run_mk copies or post-processes."""
+        if after or n != 1:
             return None
         plain = [a for a in (xb, wb, yb, res, bias) if a is not None]
         if not all(a.flags.c_contiguous and a.dtype == f32 for a in plain):
             return None
         r = 0 if res is None else res.ctypes.data
         pb = zero_bias.ctypes.data if bias is None else bias.ctypes.data
+        if not pointwise:  # im2col_mk: the scratch is the running thread's, taken per call
+            x0 = xb[0]
+            args = (wb.ctypes.data, yb.ctypes.data, pb, r, clo, chi, cg, g, mg, kh, kw,
+                    geo.sh, geo.sw, geo.ph, geo.pw, geo.dh, geo.dw, oh, ow, rows, ntiles)
+
+            def call_im2col() -> None:
+                im2col_mk_tiles(x0, _take(scratch(buf_bytes), 0, buf_shape, f32), *args)
+
+            return call_im2col
         if g > 1:
             return partial(kernel_pw, wb.ctypes.data, 4 * mg * kk, kk, xb.ctypes.data,
                            4 * cg * hw, hw, yb.ctypes.data, 4 * mg * hw, hw, mg, hw, kk, pb,
