@@ -979,6 +979,15 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                 if res is not None:  # the residual goes in before the activation
                     add_bias(yb, None, res)
 
+            def bind_depthwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None
+                               ) -> Callable[[], None] | None:
+                b = bias.reshape(-1) if bias is not None else no_bias_vec
+                if res is not None or (bias is not None and not np.shares_memory(b, bias)):
+                    return None
+                return partial(dw_kernel, xb, wb, b, bias is not None, yb, geo.sh, geo.sw,
+                               geo.ph, geo.pw, geo.dh, geo.dw, act, lo, hi)
+
+            run_depthwise.bind = bind_depthwise  # type: ignore[attr-defined]
             return run_depthwise
         cl_kernel = depthwise_cl.pick(geo.macs)
         xp_shape = ((oh - 1) * geo.sh + (kh - 1) * geo.dh + 1,
@@ -1050,10 +1059,20 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
             """The one sgemm block that also applies the epilogue, as prepared."""
             w3 = wb.reshape(g, mg, cg)
             x4 = xb.reshape(n, g, cg, h * wd)
-            if n * g != 1 or not (np.shares_memory(w3, wb) and np.shares_memory(x4, xb)):
+            if not (np.shares_memory(w3, wb) and np.shares_memory(x4, xb)):
                 return None
-            calls, whole = gemm_blocks(gemm_pw, [(w3[0], x4[0, 0], 0, 0)], bias, yb, res)
-            return None if whole or len(calls) != 1 else calls[0]
+            calls, whole = gemm_blocks(gemm_pw, [(w3[k], x4[i, k], i, k) for i in range(n)
+                                                 for k in range(g)], bias, yb, res)
+            if len(calls) == 1 and not whole:
+                return calls[0]  # type: ignore[no-any-return]
+
+            def call() -> None:
+                for c in calls:
+                    c()
+                if whole:
+                    add_bias(yb, bias, res)
+
+            return call
 
         run_pointwise.bind = bind_pointwise  # type: ignore[attr-defined]
         return run_pointwise
@@ -1083,6 +1102,33 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
             if whole:
                 add_bias(yb, bias, res)
 
+        def bind_im2col(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None
+                        ) -> Callable[[], None] | None:
+            """The unfold and the GEMM blocks, prepared again only when the running thread's
+            scratch is another buffer."""
+            w3 = wb.reshape(g, mg, cg * kh * kw)
+            if w3.size and not np.shares_memory(w3, wb):
+                return None
+            prepared: list[Any] = [None, None]
+
+            def call() -> None:
+                buf = scratch(col_bytes)
+                if prepared[0] is not buf:
+                    col = _take(buf, 0, col_shape, dtype)
+                    prepared[0], prepared[1] = buf, (col, *gemm_blocks(
+                        gemm_col, [(w3[k], col, i, k) for i in range(n) for k in range(g)],
+                        bias, yb, res))
+                col, calls, whole = prepared[1]
+                for t, gemm_call in enumerate(calls):
+                    unfold(xb[t // g], col, (t % g) * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph,
+                           geo.pw, geo.dh, geo.dw, 0, oh, ow)
+                    gemm_call()
+                if whole:
+                    add_bias(yb, bias, res)
+
+            return call
+
+        run_im2col.bind = bind_im2col  # type: ignore[attr-defined]
         return run_im2col
 
     if variant in ("pointwise_mk", "im2col_mk"):
