@@ -205,6 +205,23 @@ def test_cast_and_loop() -> None:
     assert_close(got[0], want[0])
 
 
+@pytest.mark.parametrize("src,dst,fast", [
+    (np.int64, np.float32, True), (np.float64, np.float32, True), (np.bool_, np.float32, True),
+    (np.int32, np.int64, True), (np.float32, np.int32, False), (np.float32, np.bool_, False)])
+def test_cast_kinds(src: Any, dst: Any, fast: bool) -> None:
+    """Numeric casts are numpy's conversion straight into the output; float to integer or
+    bool keeps the reference's path (NaN there warns under numpy's errstate otherwise)."""
+    from walle_core.ir.dtypes import from_numpy
+    from walle_core.ir.primitives import Cast
+
+    x = (RNG.standard_normal((3, 7)) * 50).astype(src)
+    if np.dtype(src).kind == "f":
+        x[0, 0] = np.nan if np.dtype(dst).kind == "f" else 1e20
+    got, want, used_kernel = run_both(Cast(from_numpy(np.dtype(dst))), [x], [(3, 7)], [dst])
+    assert used_kernel == fast
+    np.testing.assert_array_equal(got[0], want[0])
+
+
 # ---- native Conv -----------------------------------------------------------------------------
 
 CONVS = [  # x shape, w shape, attrs, y spatial
