@@ -40,6 +40,7 @@ import numba
 import numpy as np
 
 from walle_backend_numba import microkernel, transpose
+from walle_backend_numba.binding import flat_views, views
 from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS, COLUMN, NO_BIAS, epilogue, gemm
 from walle_backend_numba.pool import bias_act, bias_act_rows, sgemm
@@ -981,10 +982,11 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
 
             def bind_depthwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None
                                ) -> Callable[[], None] | None:
-                b = bias.reshape(-1) if bias is not None else no_bias_vec
-                if res is not None or (bias is not None and not np.shares_memory(b, bias)):
+                b = flat_views([bias])
+                if res is not None or b is None:
                     return None
-                return partial(dw_kernel, xb, wb, b, bias is not None, yb, geo.sh, geo.sw,
+                return partial(dw_kernel, xb, wb, b[0] if bias is not None else no_bias_vec,
+                               bias is not None, yb, geo.sh, geo.sw,
                                geo.ph, geo.pw, geo.dh, geo.dw, act, lo, hi)
 
             run_depthwise.bind = bind_depthwise  # type: ignore[attr-defined]
@@ -1057,10 +1059,10 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
         def bind_pointwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None
                            ) -> Callable[[], None] | None:
             """The one sgemm block that also applies the epilogue, as prepared."""
-            w3 = wb.reshape(g, mg, cg)
-            x4 = xb.reshape(n, g, cg, h * wd)
-            if not (np.shares_memory(w3, wb) and np.shares_memory(x4, xb)):
+            v = views((wb, (g, mg, cg)), (xb, (n, g, cg, h * wd)))
+            if v is None:
                 return None
+            w3, x4 = v
             calls, whole = gemm_blocks(gemm_pw, [(w3[k], x4[i, k], i, k) for i in range(n)
                                                  for k in range(g)], bias, yb, res)
             if len(calls) == 1 and not whole:
@@ -1095,6 +1097,11 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                                                       for k in range(g)], bias, yb, res)
                 bound_col[0], bound_col[1] = key, (col, calls, whole, buf, wb, bias, yb, res)
             col, calls, whole = bound_col[1][:3]
+            unfold_and_multiply(xb, col, calls, whole, bias, yb, res)
+
+        def unfold_and_multiply(xb: Any, col: Any, calls: list[Callable[[], None]],
+                                whole: bool, bias: Any, yb: Any, res: Any) -> None:
+            """Each (image, group) block's columns, then its prepared GEMM call."""
             for t, call in enumerate(calls):
                 unfold(xb[t // g], col, (t % g) * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph,
                        geo.pw, geo.dh, geo.dw, 0, oh, ow)
@@ -1106,9 +1113,10 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                         ) -> Callable[[], None] | None:
             """The unfold and the GEMM blocks, prepared again only when the running thread's
             scratch is another buffer."""
-            w3 = wb.reshape(g, mg, cg * kh * kw)
-            if w3.size and not np.shares_memory(w3, wb):
+            v = views((wb, (g, mg, cg * kh * kw)))
+            if v is None:
                 return None
+            w3 = v[0]
             prepared: list[Any] = [None, None]
 
             def call() -> None:
@@ -1118,13 +1126,7 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
                     prepared[0], prepared[1] = buf, (col, *gemm_blocks(
                         gemm_col, [(w3[k], col, i, k) for i in range(n) for k in range(g)],
                         bias, yb, res))
-                col, calls, whole = prepared[1]
-                for t, gemm_call in enumerate(calls):
-                    unfold(xb[t // g], col, (t % g) * cg, cg, kh, kw, geo.sh, geo.sw, geo.ph,
-                           geo.pw, geo.dh, geo.dw, 0, oh, ow)
-                    gemm_call()
-                if whole:
-                    add_bias(yb, bias, res)
+                unfold_and_multiply(xb, *prepared[1], bias, yb, res)
 
             return call
 
@@ -1221,16 +1223,16 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
             x0, y0 = xb[0], yb[0]
             r0 = res[0] if res is not None else no_res
             has_bias, has_res = bias is not None, res is not None
-            views: list[Any] = [None, None]
+            prepared: list[Any] = [None, None]
 
             def call() -> None:
                 buf = scratch(total)
-                if views[0] is not buf:
+                if prepared[0] is not buf:
                     v = _take(buf, 0, v_shape, dtype)
                     mm = _take(buf, v_bytes, mm_shape, dtype)
                     xp = _take(buf, v_bytes + mm_bytes, xp_shape, dtype)
-                    views[0], views[1] = buf, (v, mm, xp, gemm_taps.bind(v, u, mm)[0])
-                v, mm, xp, taps = views[1]
+                    prepared[0], prepared[1] = buf, (v, mm, xp, gemm_taps.bind(v, u, mm)[0])
+                v, mm, xp, taps = prepared[1]
                 pack(x0, xp, geo.ph, geo.pw)
                 into(xp, v, mt, tw)
                 taps()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from walle_backend_numba import conv, elementwise, gather, matmul, nhwc, nnops, raster, reduce
+from walle_backend_numba.binding import flat_views, with_bind
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import (
     Cast,
@@ -88,28 +89,6 @@ def plan_elementwise(prim: Elementwise, ins: Sequence[TensorSpec | None],
         flats = flat_views([o[0], *i])
         return None if flats is None else partial(kernel, *flats)
 
-    run.bind = bind  # type: ignore[attr-defined]
-    return run
-
-
-def flat_views(buffers: Sequence[Any]) -> list[Any] | None:
-    """1-D views of ``buffers`` (None for a None), or None when one would be a copy (a bound
-    call would then read or write a stale copy on every run)."""
-    out = []
-    for a in buffers:
-        if a is None:
-            out.append(None)
-            continue
-        v = a.reshape(-1)
-        if v.size and not np.shares_memory(v, a):
-            return None
-        out.append(v)
-    return out
-
-
-def with_bind(run: Run, bind: Callable[[list[Any], list[Any]], Callable[[], None] | None]
-              ) -> Run:
-    """``run`` with its ``bind`` (see :data:`walle_core.backend.CompiledStep`)."""
     run.bind = bind  # type: ignore[attr-defined]
     return run
 

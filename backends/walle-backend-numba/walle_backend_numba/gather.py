@@ -10,11 +10,13 @@ max, min) keep the numpy path.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numba
 import numpy as np
 
+from walle_backend_numba.binding import flat_views
 from walle_core.ir.errors import ExecutionError
 from walle_core.ir.primitives import Loop, TensorSpec
 
@@ -108,7 +110,10 @@ def plan(prim: Loop, ins: Sequence[TensorSpec | None], out: TensorSpec) -> Run |
         flat, src, so, do = memo[1][:4]
         if has_base:
             np.copyto(o[0], i[0].reshape(o[0].shape))
-        elif not covered:
+        copy(flat, src, so, do, not has_base and not covered)
+
+    def copy(flat: Any, src: Any, so: Any, do: Any, fill_first: bool) -> None:
+        if fill_first:
             flat.fill(fill)
         status = gather_copy(src, flat, so, do, params)
         if status:
@@ -118,22 +123,10 @@ def plan(prim: Loop, ins: Sequence[TensorSpec | None], out: TensorSpec) -> Run |
     def bind(i: list[Any], o: list[Any]) -> Callable[[], None] | None:
         if has_base:
             return None
-        from walle_backend_numba.execution import flat_views
-
         views = flat_views([o[0], i[1], i[2] if use_so else dummy, i[3] if use_do else dummy])
         if views is None:
             return None
-        flat, src, so, do = views
-
-        def call() -> None:
-            if not covered:
-                flat.fill(fill)
-            status = gather_copy(src, flat, so, do, params)
-            if status:
-                what = "source" if status == 1 else "output"
-                raise ExecutionError(f"index out of range in gather/scatter ({what})")
-
-        return call
+        return partial(copy, *views, not covered)
 
     run.bind = bind  # type: ignore[attr-defined]
     return run

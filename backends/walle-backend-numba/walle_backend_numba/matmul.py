@@ -16,6 +16,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from walle_backend_numba.binding import views
 from walle_backend_numba.jit import dual
 from walle_core.ir.primitives import MatMul, TensorSpec
 
@@ -335,9 +336,10 @@ def plan(prim: MatMul, a: TensorSpec, b: TensorSpec, bias: TensorSpec | None,
             post(target2, alpha, flat_bias, kind, beta, act, lo, hi, m)
 
     def bind(x: Any, w: Any, c: Any, y: Any) -> Callable[[], None] | None:
-        target = y.reshape(shape)
-        if target.size and not np.shares_memory(target, y):
+        v = views((y, shape))
+        if v is None:
             return None
+        target = v[0]
         xa = np.swapaxes(x, -1, -2) if prim.trans_a else x
         wb = np.swapaxes(w, -1, -2) if prim.trans_b else w
         call = mul.bind(xa, wb, target)[0]

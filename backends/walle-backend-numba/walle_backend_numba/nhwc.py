@@ -36,6 +36,7 @@ import numba
 import numpy as np
 
 from walle_backend_numba import microkernel
+from walle_backend_numba.binding import views
 from walle_backend_numba.conv import _act1, _packed_address, _take, pads_2d, scratch
 from walle_backend_numba.jit import dual
 from walle_backend_numba.matmul import ACTS
@@ -378,27 +379,27 @@ def plan(attrs: dict[str, Any], x: TensorSpec, w: TensorSpec, b: TensorSpec | No
         dlo, dhi = microkernel.clamp_bounds(act, float(lo), float(hi))
         post = act if act in (3, 4) else 0
 
-        views: list[Any] = [None, None]
+        memo: list[Any] = [None, None]
 
         def run_depthwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None) -> None:
             key = (id(xb), id(wb), id(bias), id(yb), id(res))
-            if views[0] != key:  # a plan passes the same buffers every run: the views once
+            if memo[0] != key:  # a plan passes the same buffers every run: the views once
                 b = zero_bias if bias is None else bias.reshape(-1)
                 taps = wb.reshape(geo.kh * geo.kw, geo.c)  # [KH, KW, 1, C] as [taps, C]
-                views[0] = key
-                views[1] = [(xb[i], taps, b, yb[i], no_res if res is None else res[i])
+                memo[0] = key
+                memo[1] = [(xb[i], taps, b, yb[i], no_res if res is None else res[i])
                             for i in range(geo.n)], (xb, wb, bias, yb, res)
-            for x1, taps, b, y1, r1 in views[1][0]:
+            for x1, taps, b, y1, r1 in memo[1][0]:
                 kernel(x1, taps, b, y1, r1, res is not None, geo.kh, geo.kw, geo.sh, geo.sw,
                        geo.ph, geo.pw, dlo, dhi, post)
 
         def bind_depthwise(xb: Any, wb: Any, bias: Any, yb: Any, res: Any = None
                            ) -> Callable[[], None] | None:
-            b = zero_bias if bias is None else bias.reshape(-1)
-            taps = wb.reshape(geo.kh * geo.kw, geo.c)
-            if geo.n != 1 or not (np.shares_memory(b, bias) if bias is not None else True) \
-                    or not np.shares_memory(taps, wb):
+            v = views((wb, (geo.kh * geo.kw, geo.c)),  # [KH, KW, 1, C] as [taps, C]
+                      *([] if bias is None else [(bias, (-1,))]))
+            if geo.n != 1 or v is None:
                 return None
+            taps, b = v[0], zero_bias if bias is None else v[1]
             return partial(kernel, xb[0], taps, b, yb[0], no_res if res is None else res[0],
                            res is not None, geo.kh, geo.kw, geo.sh, geo.sw, geo.ph, geo.pw,
                            dlo, dhi, post)

@@ -26,6 +26,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from walle_backend_numba.binding import views, with_bind
 from walle_backend_numba.ewhelpers import exp
 from walle_backend_numba.jit import dual
 from walle_core.ir.primitives import TensorSpec
@@ -359,10 +360,10 @@ def plan_pool(op: str, attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
         hw = x.size // max(rows, 1)
 
         def bind_glob(i: list[Any], o: list[Any]) -> Callable[[], None] | None:
-            v = _views((i[0], (rows, hw)), (o[0], (rows,)))
+            v = views((i[0], (rows, hw)), (o[0], (rows,)))
             return None if v is None else partial(glob, v[0], v[1], is_max)
 
-        return _with_bind(lambda i, o: glob(i[0].reshape(rows, -1), o[0].reshape(rows), is_max),
+        return with_bind(lambda i, o: glob(i[0].reshape(rows, -1), o[0].reshape(rows), is_max),
                           bind_glob)
     if len(x.shape) != 4 or len(y.shape) != 4 or "kernel_shape" not in attrs:
         return None
@@ -392,35 +393,16 @@ def plan_pool(op: str, attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
                 x.shape[0] * x.shape[1] > 0 and h * w > 0 and \
                 all(st > 0 for st in (x.shape[2], x.shape[3])):
             same = pool3_same.pick(y.size * 9)
-            return _with_bind(lambda i, o: same(i[0], o[0], is_max, scale),
+            return with_bind(lambda i, o: same(i[0], o[0], is_max, scale),
                               lambda i, o: partial(same, i[0], o[0], is_max, scale))
         sep = pool_separable.pick(y.size * k[0] * k[1])
         args2 = (k[0], k[1], s[0], s[1], pads[0], pads[1], is_max, scale, width)
-        return _with_bind(lambda i, o: sep(i[0], o[0], *args2),
+        return with_bind(lambda i, o: sep(i[0], o[0], *args2),
                           lambda i, o: partial(sep, i[0], o[0], *args2))
     kernel = pool2d.pick(y.size * k[0] * k[1])
     args = (k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1], is_max, lo_h, hi_h, lo_w, hi_w)
-    return _with_bind(lambda i, o: kernel(i[0], o[0], *args),
+    return with_bind(lambda i, o: kernel(i[0], o[0], *args),
                       lambda i, o: partial(kernel, i[0], o[0], *args))
-
-
-def _views(*pairs: tuple[Any, tuple[int, ...]]) -> list[Any] | None:
-    """Each array reshaped, or None when a reshape would copy (a bound call would then use a
-    stale copy on every run)."""
-    out = []
-    for a, shape in pairs:
-        v = a.reshape(shape)
-        if v.size and not np.shares_memory(v, a):
-            return None
-        out.append(v)
-    return out
-
-
-def _with_bind(run: Run, bind: Callable[[list[Any], list[Any]], Callable[[], None] | None]
-               ) -> Run:
-    """``run`` with its ``bind`` (``walle_core.backend.CompiledStep``)."""
-    run.bind = bind  # type: ignore[attr-defined]
-    return run
 
 
 # ---- softmax ------------------------------------------------------------------
@@ -529,10 +511,10 @@ def plan_softmax(op: str, attrs: dict[str, Any], opset: int, ins: Sequence[Tenso
         rows_kernel = softmax_rows.pick(x.size * 4)
 
         def bind_rows(i: list[Any], o: list[Any]) -> Callable[[], None] | None:
-            v = _views((i[0], (outer, n)), (o[0], (outer, n)))
+            v = views((i[0], (outer, n)), (o[0], (outer, n)))
             return None if v is None else partial(rows_kernel, v[0], v[1], log)
 
-        return _with_bind(lambda i, o: rows_kernel(i[0].reshape(outer, n),
+        return with_bind(lambda i, o: rows_kernel(i[0].reshape(outer, n),
                                                    o[0].reshape(outer, n), log), bind_rows)
     mid_kernel = softmax_mid.pick(x.size * 4)
     return lambda i, o: mid_kernel(i[0].reshape(outer, n, inner),
@@ -604,14 +586,14 @@ def plan_layer_norm(attrs: dict[str, Any], ins: Sequence[TensorSpec | None],
     def bind(i: list[Any], o: list[Any]) -> Callable[[], None] | None:
         if len(o) > 1:  # mean / inverse std outputs: the runner's own path
             return None
-        v = _views((i[0], (rows, n)), (i[1], (n,)), (o[0], (rows, n)),
+        v = views((i[0], (rows, n)), (i[1], (n,)), (o[0], (rows, n)),
                    *([(i[2], (n,))] if has_bias else []))
         if v is None:
             return None
         return partial(kernel, v[0], v[1], v[3] if has_bias else no_bias, has_bias, eps, v[2],
                        spare_mean, spare_inv)
 
-    return _with_bind(run, bind)
+    return with_bind(run, bind)
 
 
 # ---- LRN ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from walle_backend_numba.binding import flat_views
 from walle_backend_numba.jit import PARALLEL_MIN, dual
 from walle_core.ir.primitives import Raster, Region
 
@@ -277,7 +278,7 @@ def _plan_program(prim: Raster, ops: list[tuple[str, int, Any]]
         if len(program) != 1 or fill is not None:
             return None
         kind, src, arg = program[0]
-        views = _views([out, ins[src]])
+        views = flat_views([out, ins[src]])
         if views is None or kind == "flat":
             return None
         flat, s = views
@@ -289,17 +290,6 @@ def _plan_program(prim: Raster, ops: list[tuple[str, int, Any]]
 
     run.bind = bind  # type: ignore[attr-defined]
     return run
-
-
-def _views(buffers: list[np.ndarray]) -> list[np.ndarray] | None:
-    """1-D views of ``buffers``, or None when one would be a copy."""
-    out = []
-    for a in buffers:
-        v = a.reshape(-1)
-        if v.size and not np.shares_memory(v, a):
-            return None
-        out.append(v)
-    return out
 
 
 def _plan_multi(prim: Raster, ops: list[tuple[str, int, Any]], sources: list[int],
@@ -341,7 +331,7 @@ def _plan_multi(prim: Raster, ops: list[tuple[str, int, Any]], sources: list[int
         srcs = [ins[k] for k in sources]
         uniform = all(a.flags.c_contiguous and a.flags.writeable for a in srcs) or \
             all(a.flags.c_contiguous and not a.flags.writeable for a in srcs)
-        views = _views([out, *srcs])
+        views = flat_views([out, *srcs])
         if fill is not None or not uniform or views is None:
             return None
         return partial(copy_sources, tuple(views[1:]), views[0], table, accumulate)

@@ -15,6 +15,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from walle_backend_numba.binding import views
 from walle_backend_numba.jit import dual
 from walle_core.ir.primitives import Reduce
 
@@ -104,10 +105,8 @@ def plan(prim: Reduce, in_shape: tuple[int, ...], dtype: np.dtype[Any],
         kernel(x.reshape(outer, red, inner), out.reshape(outer, inner), op)
 
     def bind(x: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
-        xv, ov = x.reshape(outer, red, inner), out.reshape(outer, inner)
-        if not (np.shares_memory(xv, x) and np.shares_memory(ov, out)):
-            return None
-        return partial(kernel, xv, ov, op)
+        v = views((x, (outer, red, inner)), (out, (outer, inner)))
+        return None if v is None else partial(kernel, *v, op)
 
     run.bind = bind  # type: ignore[attr-defined]
     return run
