@@ -279,3 +279,61 @@ def test_matmul_mk_with_b_packed_in_panels(ash: tuple[int, ...], bsh: tuple[int,
     b[3, :] += 1.0  # its values change: packed again
     run(a, b, c, y)
     np.testing.assert_allclose(y, want(b), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("r", [1, 2, mk.TAIL_DOTS, mk.TAIL_DOTS + 1])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_narrow_last_tile_as_dot_products(r: int, parallel: bool) -> None:
+    """A last column tile of at most TAIL_DOTS columns (49 = 48 + 1 pixels) is computed as
+    dot products along K: the same bias, residual and clamp, nothing written past N; one
+    wider goes through the masked tile. Rows not a multiple of 8, A and B strided."""
+    n = 2 * mk.NR + r
+    for act in (0, 1, 2):
+        _gemm(45, 70, n, True, act, parallel, r * 10 + act)
+    _gemm(45, 70, n, False, 0, parallel, r)
+    _gemm(300, 33, mk.NR + r, True, 2, parallel, r + 7)  # rows outweigh B: row panels first
+
+
+def test_tail_columns_of_the_last_task_when_split_by_columns() -> None:
+    """N >= 32 M splits the tiles by columns: the tail columns are the last task's."""
+    _gemm(16, 64, 30 * mk.NR + 3, True, 1, True, 3)
+
+
+def test_nan_propagates_through_the_tail_columns() -> None:
+    a = np.ones((8, 40), np.float32)
+    b = np.ones((40, mk.NR + 2), np.float32)
+    b[7, mk.NR + 1] = np.nan
+    c = np.zeros((8, mk.NR + 2), np.float32)
+    lo, hi = mk.clamp_bounds(2, 0.0, 6.0)
+    bias = np.zeros(8, np.float32)
+    mk.gemm.serial(a.ctypes.data, 40, b.ctypes.data, mk.NR + 2, c.ctypes.data, mk.NR + 2, 8,
+                   mk.NR + 2, 40, bias.ctypes.data, False, 0, 0, lo, hi, 1)
+    assert np.isnan(c[:, -1]).all() and (c[:, :-1] == 6).all()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_tail_columns_with_bias_per_column_and_packed_b(parallel: bool) -> None:
+    """The tail's bias per column (a channels-last Conv) and its B columns in the last panel
+    of a panel-packed B."""
+    rng = np.random.default_rng(5)
+    m, k, n = 27, 50, mk.NR + 3
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    res = rng.standard_normal((m, n)).astype(np.float32)
+    chunks = 2 if parallel else 1
+    lo, hi = mk.clamp_bounds(1, 0.0, 0.0)
+    c = np.full((m, n), np.nan, np.float32)
+    kernel = mk.gemm.parallel if parallel else mk.gemm.serial
+    kernel(a.ctypes.data, k, b.ctypes.data, n, c.ctypes.data, n, m, n, k, bias.ctypes.data,
+           True, res.ctypes.data, n, lo, hi, chunks)
+    want = np.maximum(a.astype(np.float64) @ b + bias[None, :] + res, 0)
+    np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-4)
+    rbias = rng.standard_normal(m).astype(np.float32)
+    packed = mk.pack_panels(b)
+    c[:] = np.nan
+    packed_kernel = mk.gemm_packed.parallel if parallel else mk.gemm_packed.serial
+    packed_kernel(a.ctypes.data, k, packed.ctypes.data, c.ctypes.data, n, m, n, k,
+                  rbias.ctypes.data, False, 0, n, lo, hi, chunks)
+    np.testing.assert_allclose(c, np.maximum(a.astype(np.float64) @ b + rbias[:, None], 0),
+                               rtol=1e-5, atol=1e-4)

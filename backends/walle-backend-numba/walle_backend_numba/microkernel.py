@@ -10,6 +10,13 @@ each of the tile's ``MR`` rows of W (``MR`` sequential streams, which the prefet
 packing W into panels first measured no faster, hot or cold, and would have doubled the
 weights' memory).
 
+A last column tile of at most ``TAIL_DOTS`` columns is not a tile: a masked one-vector tile
+still costs 8 FMAs a k, so a 7x7 plane's 49 = 48 + 1 pixels cost a third more than 48. Those
+columns are dot products along K instead (``_tail_cols``: B's few columns copied contiguous,
+each row of A against them, vectorised over K); 2048x512x49 538 -> 421 us hot, 854 -> 668 us
+with the weights from memory. Where a task's rows of A outweigh B, a task sweeps each row
+panel over all its column tiles before the next, so the weights stream from memory once.
+
 The tile's epilogue (bias per row, the fused residual, a clamp for relu/clip) runs on the
 accumulators before the one store, so the output is written once. The last column vector of
 a tile narrower than ``NR`` is loaded and stored through a lane mask (no scratch copies); rows
@@ -261,6 +268,56 @@ def _one(pa: int, lda: int, k: int, pb: int, ldb: int, pc: int, ldc: int, m: int
         _T1(a, lda, b, ldb, c, ldc, k, mr, nr, bb, 0, 0, lo, hi)
 
 
+def _f32ptr_typer(typingctx: Any, addr: Any) -> Any:
+    """The float32 pointer at byte address ``addr`` (for ``numba.carray``)."""
+    sig = types.CPointer(types.float32)(types.int64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.inttoptr(args[0], ir.FloatType().as_pointer())
+
+    return sig, codegen
+
+
+_f32ptr: Any = intrinsic(_f32ptr_typer)
+
+
+#: A last column tile at most this wide is computed as dot products (:func:`_tail_cols`)
+#: instead of a masked tile: a masked one-vector tile costs 8 FMAs a k for its columns
+#: (ResNet-50's 7x7 planes are 49 = 48 + 1 columns: a third more work than 48 alone).
+TAIL_DOTS = 4
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+def _tail_cols(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m0: int, m1: int,
+               n0: int, r: int, k: int, pbias: int, col_bias: bool, pr: int, ldr: int,
+               lo: Any, hi: Any) -> None:  # pragma: no cover
+    """Columns [n0, n0 + r) of rows [m0, m1) of C (``pb``: B's column n0) as dot products
+    along K: B's r columns
+    copied contiguous once, then each row of A against each, vectorised over K (the sums
+    reassociated, as the tiles' are)."""
+    bt = np.empty((r, k), np.float32)
+    b2 = numba.carray(_f32ptr(pb), (k, ldb))  # pb: B's column n0
+    for kk in range(k):
+        for j in range(r):
+            bt[j, kk] = b2[kk, j]
+    bias = numba.carray(_f32ptr(pbias), (n0 + r if col_bias else m1,))
+    for i in range(m0, m1):
+        arow = numba.carray(_f32ptr(pa + 4 * i * lda), (k,))
+        crow = numba.carray(_f32ptr(pc + 4 * i * ldc), (n0 + r,))
+        for j in range(r):
+            acc = np.float32(0)
+            for kk in range(k):
+                acc += arow[kk] * bt[j, kk]
+            v = acc + (bias[n0 + j] if col_bias else bias[i])
+            if pr != 0:
+                v += numba.carray(_f32ptr(pr + 4 * i * ldr), (n0 + r,))[n0 + j]
+            if v < lo:
+                v = lo
+            elif v > hi:
+                v = hi
+            crow[n0 + j] = v
+
+
 @numba.njit(cache=True, inline="always")
 def _by_rows(m: int, n: int, k: int, col_bias: bool, chunks: int) -> bool:  # pragma: no cover
     """Whether :func:`gemm`'s tasks take row panels of C (else column tiles)."""
@@ -294,16 +351,40 @@ def _task(t: int, chunks: int, by_rows: bool, pa: int, lda: int, pb: int, ldb: i
     B is read from ``pb + 4 * p * skew`` on (0: B as it is)."""
     nmb = (m + MR - 1) // MR
     npan = (n + NR - 1) // NR
+    n0 = (npan - 1) * NR
+    dots = npan > 1 and n - n0 <= TAIL_DOTS
+    full = npan - 1 if dots else npan  # column tiles through the micro-kernel
     if by_rows:
-        for p in range(npan):
-            for mb in range(t * nmb // chunks, (t + 1) * nmb // chunks):
+        mb0, mb1 = t * nmb // chunks, (t + 1) * nmb // chunks
+    else:
+        mb0, mb1 = 0, nmb
+    if by_rows and m > n * chunks:
+        # a task's rows of A outweigh B: each row panel over all column tiles, so A streams
+        # once (weights from memory: 2048x512x49 854 -> 792 us, 1000x512x169 707 -> 659;
+        # where B is the larger, sweeping it per row panel lost: 128x512x784 459 -> 573)
+        for mb in range(mb0, mb1):
+            for p in range(full):
+                _one(pa, lda, k, pb + 4 * p * skew, ldb, pc, ldc, m, n, mb, p * NR, pbias,
+                     col_bias, pr, ldr, lo, hi)
+    elif by_rows:
+        for p in range(full):
+            for mb in range(mb0, mb1):
                 _one(pa, lda, k, pb + 4 * p * skew, ldb, pc, ldc, m, n, mb, p * NR, pbias,
                      col_bias, pr, ldr, lo, hi)
     else:
-        for p in range(t * npan // chunks, (t + 1) * npan // chunks):
+        p1 = (t + 1) * npan // chunks
+        for p in range(t * npan // chunks, min(p1, full)):
             for mb in range(nmb):
                 _one(pa, lda, k, pb + 4 * p * skew, ldb, pc, ldc, m, n, mb, p * NR, pbias,
                      col_bias, pr, ldr, lo, hi)
+        if p1 != npan:  # the tail columns are the last task's
+            dots = False
+    if dots and mb0 < mb1:
+        # column n0 of B: n0 floats into the last panel (B packed: panel p at pb + 4 * p *
+        # (skew + NR))
+        _tail_cols(pa, lda, pb + 4 * ((npan - 1) * skew + n0), ldb, pc, ldc,
+                   mb0 * MR, min(m, mb1 * MR), n0, n - n0, k, pbias, col_bias, pr, ldr, lo,
+                   hi)
 
 
 @dual()
