@@ -173,6 +173,30 @@ def test_costs_rank_3x3_variants_like_measurements() -> None:
     assert measured[cheapest] <= 2.5 * min(measured.values()), (offered, measured)
 
 
+def test_gemm_variant_efficiency_follows_the_layer_size() -> None:
+    """A GEMM variant timed at a small and a large shape has its efficiency interpolated in
+    log(multiply-adds) between them, clamped outside; one timed once keeps that figure."""
+    from walle_backend_numba import conv
+
+    from walle_core.search.profile import CostProfile
+
+    profile = CostProfile("numba", "k", launch_s=1e-6, ew_bytes_s=20e9, copy_bytes_s=10e9,
+                          gemm_small_flops_s=50e9, gemm_flops_s=200e9)
+    small = conv.calibration_geom((1, 32, 28, 28), (64, 32, 1, 1), 0)
+    big = conv.calibration_geom((1, 1024, 14, 14), (256, 1024, 1, 1), 0)
+    middle = conv.calibration_geom((1, 128, 28, 28), (128, 128, 1, 1), 0)
+    huge = conv.calibration_geom((1, 2048, 28, 28), (512, 2048, 1, 1), 0)
+    profile.extra = {
+        "conv.pw.pointwise": 0.5 * conv.analytic_seconds(small, "pointwise", profile),
+        "conv.pw_big.pointwise": 2.0 * conv.analytic_seconds(big, "pointwise", profile),
+        "conv.pw.pointwise_mk": 0.8 * conv.analytic_seconds(small, "pointwise_mk", profile)}
+    eff = [conv.efficiency("pointwise", profile, g) for g in (small, middle, big, huge)]
+    assert eff[0] == pytest.approx(0.5) and eff[2] == pytest.approx(2.0)
+    assert 0.5 < eff[1] < 2.0 and eff[3] == pytest.approx(2.0)
+    assert conv.efficiency("pointwise_mk", profile, big) == pytest.approx(0.8)
+    assert conv.efficiency("im2col_tiles", profile, big) == 1.0  # not timed
+
+
 @pytest.mark.parametrize("act,params", [("relu", ()), ("clip", (-0.5, 0.75))])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_every_variant_applies_a_fused_activation(act: str, params: tuple[float, ...],

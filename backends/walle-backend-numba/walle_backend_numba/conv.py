@@ -1512,6 +1512,13 @@ CALIBRATION = (
     ("pw", "pointwise", (1, 32, 28, 28), (64, 32, 1, 1), 0),
     ("pw", "pointwise_mk", (1, 32, 28, 28), (64, 32, 1, 1), 0),
     ("stem", "direct_mk", (1, 3, 56, 56), (32, 3, 3, 3), 1),
+    # a ResNet-50 14x14 layer's size: from the small shapes alone the efficiency was carried
+    # to layers 30x larger, and there the GEMM variants measured 2-3x their estimate
+    # (Winograd's efficiency follows the plane's tiles more than its size: not interpolated)
+    ("conv3x3_big", "im2col", (1, 256, 14, 14), (256, 256, 3, 3), 1),
+    ("conv3x3_big", "im2col_mk", (1, 256, 14, 14), (256, 256, 3, 3), 1),
+    ("pw_big", "pointwise", (1, 1024, 14, 14), (256, 1024, 1, 1), 0),
+    ("pw_big", "pointwise_mk", (1, 1024, 14, 14), (256, 1024, 1, 1), 0),
 )
 
 
@@ -1524,15 +1531,27 @@ def calibration_geom(x: tuple[int, ...], w: tuple[int, ...], pad: int) -> Geom:
     return Geom(n, c, h, wd, m, cg, w[2], w[3], g, 1, 1, pad, pad, 1, 1, oh, ow, f32, f32)
 
 
-def efficiency(variant: str, profile: Any) -> float:
-    """measured / analytic for ``variant`` at its calibration shape (1.0 when not measured)."""
+def efficiency(variant: str, profile: Any, geo: Geom | None = None) -> float:
+    """measured / analytic for ``variant`` (1.0 when not measured): at its calibration shape,
+    or, where it was timed at a small and a large shape, interpolated between the two in
+    log(multiply-adds) at ``geo``'s size (clamped outside them)."""
     extra = getattr(profile, "extra", None) or {}
+    points = []  # (log macs, efficiency) per calibration shape of this variant
     for name, var, x, w, pad in CALIBRATION:
         if var != variant:
             continue
         measured = extra.get(f"conv.{name}.{var}")
         if not measured:
-            return 1.0
-        est = analytic_seconds(calibration_geom(x, w, pad), var, profile)
-        return float(min(max(measured / max(est, 1e-12), 0.05), 20.0))
-    return 1.0
+            continue
+        cgeo = calibration_geom(x, w, pad)
+        est = analytic_seconds(cgeo, var, profile)
+        points.append((math.log(max(cgeo.macs, 1)),
+                       float(min(max(measured / max(est, 1e-12), 0.05), 20.0))))
+    if not points:
+        return 1.0
+    points.sort()
+    if geo is None or len(points) == 1:
+        return points[0][1]
+    (x0, e0), (x1, e1) = points[0], points[-1]
+    t = min(max((math.log(max(geo.macs, 1)) - x0) / max(x1 - x0, 1e-9), 0.0), 1.0)
+    return float(math.exp((1 - t) * math.log(e0) + t * math.log(e1)))

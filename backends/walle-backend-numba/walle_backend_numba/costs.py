@@ -21,10 +21,11 @@ from walle_core.backend import Algorithm, StepTimer
 from walle_core.ir.dtypes import from_numpy
 from walle_core.ir.primitives import Kernel, MatMul, Step, TensorSpec
 
-# 7: direct_mk stems; 6: channels-last Convs (nhwc.py); 5: micro-kernel GEMM variants
+# 8: large calibration shapes for the GEMM Conv variants; 7: direct_mk stems;
+# 6: channels-last Convs (nhwc.py); 5: micro-kernel GEMM variants
 # (microkernel.py); 4: im2col_tiles; 3: GEMMs and kernels on one numba pool (pool.py)
 #: Bumped when kernels change enough that cached calibrations are stale.
-KERNELS_VERSION = 7
+KERNELS_VERSION = 8
 
 CONV_NOTES = {
     "pointwise": "1x1 conv as GEMM on NCHW",
@@ -69,7 +70,8 @@ def conv_algorithms(step: Step, inputs: Sequence[TensorSpec | None],
     result = []
     for variant in geo.variants():
         est = module.analytic_seconds(geo, variant, profile)
-        eff = module.efficiency(variant, profile)
+        eff = module.efficiency(variant, profile, geo) if module is conv else \
+            module.efficiency(variant, profile)
         extra = module.held_bytes(geo, variant)
         held = f"; holds {extra / 2**20:.2f} MB of transformed weights" if extra else ""
         result.append(Algorithm(variant, est * eff, note=f"{CONV_NOTES[variant]} "
