@@ -16,7 +16,6 @@ from onnx import TensorProto, helper
 
 from walle_core import Session
 from walle_core.backend import Algorithm
-from walle_core.ir.dtypes import from_numpy
 from walle_core.ir.primitives import Elementwise, Primitive, Step, TensorSpec
 from walle_core.reference_backend import ReferenceBackend
 from walle_core.runtime.executor import Executable, Transfer
@@ -498,70 +497,6 @@ def test_close_calls_pass_weights_as_constants(tmp_path: Path) -> None:
     alg = Algorithm("numpy", 0.0)
     assert measure.key(host, alg, step, ins, outs, [False, True]) != \
         measure.key(host, alg, step, ins, outs)
-
-
-def test_cold_copies_grow_with_smaller_constants() -> None:
-    from walle_core.search import profile as prof
-
-    assert prof.cold_copies(0) == 1
-    assert prof.cold_copies(prof.COLD_MIN_BYTES - 1) == 1  # small weights: timed hot
-    assert prof.cold_copies(prof.COLD_MIN_BYTES) == prof.COLD_MAX_COPIES
-    assert prof.cold_copies(prof.COLD_ROTATION_BYTES // 4) == 4
-    assert prof.cold_copies(prof.COLD_ROTATION_BYTES * 3) == 2  # never fewer than two
-
-
-def test_cold_timing_rotates_copies_of_the_constants() -> None:
-    """A cold timing compiles the step once per copy of its constants (what a kernel derives
-    from a constant is derived once per copy) and the timed runs take the copies in turn, so
-    every run reads weights the runs before it did not."""
-    from walle_core.ir.primitives import MatMul
-    from walle_core.search import profile as prof
-
-    seen: list[int] = []
-
-    class Recording(ReferenceBackend):
-        def compile(self, step: Step, inputs: Any, outputs: Any, algorithm: Any = None) -> Any:
-            run = super().compile(step, inputs, outputs, algorithm=algorithm)
-
-            def record(ins: Any, outs: Any) -> None:
-                seen.append(id(ins[1]))
-                run(ins, outs)
-
-            return record
-
-    f32 = from_numpy(np.dtype(np.float32))
-    ins: list[TensorSpec | None] = [TensorSpec((4, 512), f32), TensorSpec((512, 512), f32), None]
-    outs = [TensorSpec((4, 512), f32)]
-    copies = prof.cold_copies(512 * 512 * 4)
-    assert copies > 1
-    prof._Bench(Recording()).time(MatMul(), ins, outs, Algorithm("numpy", 0.0), max_runs=12,
-                                  budget_s=0.0, constant=[False, True, False], cold=True)
-    warm, timed = seen[:copies], seen[copies:]
-    assert len(set(warm)) == copies  # one warm-up per copy
-    assert len(timed) >= 3 and all(timed[i] != timed[i + 1] for i in range(len(timed) - 1))
-    seen.clear()
-    prof._Bench(Recording()).time(MatMul(), ins, outs, Algorithm("numpy", 0.0), max_runs=5,
-                                  budget_s=0.0, constant=[False, True, False])
-    assert len(set(seen)) == 1  # hot: the one copy
-
-
-def test_cold_timings_are_kept_apart_from_hot_ones(tmp_path: Path, monkeypatch: Any) -> None:
-    from walle_core.ir.primitives import MatMul
-    from walle_core.search import measure as meas
-
-    f32 = from_numpy(np.dtype(np.float32))
-    step = Step(MatMul(), [0, 1], [2], "t")
-    big: list[TensorSpec | None] = [TensorSpec((4, 512), f32), TensorSpec((512, 512), f32)]
-    small: list[TensorSpec | None] = [TensorSpec((4, 8), f32), TensorSpec((8, 8), f32)]
-    m = meas.Measurements(tmp_path / "m.json")
-    host, alg = ReferenceBackend(), Algorithm("numpy", 0.0)
-    keys = {}
-    for cold in (True, False):
-        monkeypatch.setattr(meas, "COLD", cold)
-        keys[cold] = (m.key(host, alg, step, big, [TensorSpec((4, 512), f32)], [False, True]),
-                      m.key(host, alg, step, small, [TensorSpec((4, 8), f32)], [False, True]))
-    assert keys[True][0] != keys[False][0]  # large weights: timed differently
-    assert keys[True][1] == keys[False][1]  # small ones are timed hot either way
 
 
 class _Budgeted(ReferenceBackend):

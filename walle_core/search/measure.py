@@ -41,22 +41,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from walle_core.ir.primitives import Kernel, Step, TensorSpec
-from walle_core.search.profile import (
-    _Bench,
-    cache_dir,
-    cold_copies,
-    machine_load,
-    remeasure_worthwhile,
-)
+from walle_core.search.profile import _Bench, cache_dir, machine_load, remeasure_worthwhile
 
 if TYPE_CHECKING:
     from walle_core.backend import Algorithm, ExecutionBackend
 
 FLOAT_KINDS = {"float32", "float64", "float16"}
-#: Close calls time large constants (weights) from memory, as a model's run reads them
-#: (``profile.cold_copies``), not from a cache the previous run just filled. ``WALLE_SEARCH_COLD=0``
-#: times them hot.
-COLD = os.environ.get("WALLE_SEARCH_COLD", "1") not in ("0", "false", "no")
 
 
 class Measurements:
@@ -124,10 +114,6 @@ class Measurements:
         raw = f"{backend.calibration_key()}|{alg.name}|{alg.params}|{what}|{shapes}"
         if any(constant):  # timed with those inputs as constants
             raw += "|const=" + "".join("1" if c else "0" for c in constant)
-            const_bytes = sum(s.nbytes for s, c in zip(ins, constant, strict=False)
-                              if c and s is not None)
-            if COLD and cold_copies(const_bytes) > 1:  # timed with them from memory
-                raw += "|cold"
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
     def refine(self, steps: Sequence[Step], slots: Sequence[TensorSpec],
@@ -202,7 +188,7 @@ class Measurements:
               constant: Sequence[bool] = ()) -> float | None:
         try:
             return _Bench(backend).time(step.prim, ins, outs, alg, budget_s=0.02, max_runs=10,
-                                        constant=constant, cold=COLD)
+                                        constant=constant)
         except Exception:  # a kernel that cannot run on random data keeps its estimate
             return None
 

@@ -282,35 +282,24 @@ class _Bench:
     def time(self, prim: Primitive, ins: Sequence[TensorSpec | None],
              outs: Sequence[TensorSpec], algorithm: Algorithm | None = None,
              budget_s: float = 0.04, max_runs: int = 50,
-             constant: Sequence[bool] = (), cold: bool = False) -> float:
+             constant: Sequence[bool] = ()) -> float:
         """Seconds of one run of ``prim`` on random data (the fastest of up to ``max_runs``).
         Inputs flagged in ``constant`` are passed as the backend's constants, as a plan passes
         weights: a kernel that caches what it derives from a constant (Winograd's transformed
-        weights, packed panels) is timed as it will run, not re-checking a writable buffer.
-
-        ``cold``: constants of :data:`COLD_MIN_BYTES` or more are timed as a model runs them,
-        from memory rather than from this core's cache: the step is compiled for
-        :func:`cold_copies` copies of them and the runs take the copies in turn, so each run
-        reads constants the previous runs have pushed out of the caches, while its other
-        inputs stay where the step before it left them."""
+        weights, packed panels) is timed as it will run, not re-checking a writable buffer."""
         b = self.backend
-        const_bytes = sum(s.nbytes for i, s in enumerate(ins)
-                          if s is not None and i < len(constant) and constant[i])
-        copies = cold_copies(const_bytes) if cold else 1
         total = sum(_aligned(s.nbytes) for s in ins if s is not None) + \
             sum(_aligned(s.nbytes) for s in outs)
         arena = b.allocate(total)
         offset = 0
         rng = np.random.default_rng(0)
         in_bufs: list[Any] = []
-        const_at: list[int] = []
         for i, spec in enumerate(ins):
             if spec is None:
                 in_bufs.append(None)
                 continue
             if i < len(constant) and constant[i]:
                 in_bufs.append(b.constant(_random(rng, spec)))
-                const_at.append(i)
                 continue
             buf = b.view(arena, offset, spec)
             b.upload(_random(rng, spec), buf)
@@ -322,26 +311,16 @@ class _Bench:
             offset += _aligned(spec.nbytes)
         step = Step(prim, [i if s is not None else -1 for i, s in enumerate(ins)],
                     list(range(len(ins), len(ins) + len(outs))), "calibration")
-        # one compiled step per copy of the constants: what a kernel derives from its
-        # constants (and caches) is then derived once per copy, as a plan's is once
-        runs: list[tuple[Any, list[Any]]] = []
-        for c in range(copies):
-            bufs = list(in_bufs)
-            if c:
-                for i in const_at:
-                    bufs[i] = b.constant(_random(rng, ins[i]))  # type: ignore[arg-type]
-            runs.append((b.compile(step, ins, outs, algorithm=algorithm), bufs))
-        for fn, bufs in runs:
-            fn(bufs, out_bufs)  # warm-up (JIT, first launch, derived constants)
+        fn = b.compile(step, ins, outs, algorithm=algorithm)
+        fn(in_bufs, out_bufs)  # warm-up (JIT, first launch)
         b.sync()
         times: list[float] = []
         with _threads_as_at_run_time(b):
             start = time.perf_counter()
             while len(times) < max_runs and (len(times) < 3 or
                                              time.perf_counter() - start < budget_s):
-                fn, bufs = runs[len(times) % copies]
                 t0 = time.perf_counter()
-                fn(bufs, out_bufs)
+                fn(in_bufs, out_bufs)
                 b.sync()
                 times.append(time.perf_counter() - t0)
         # the fastest run is the machine's capability; slower ones measured other processes
@@ -403,22 +382,6 @@ def _random(rng: np.random.Generator, spec: TensorSpec) -> np.ndarray:
     if dt in (np.float32, np.float64):
         return rng.random(spec.shape, dtype=dt) - dt.type(0.5)
     return (rng.random(spec.shape, dtype=np.float32) - np.float32(0.5)).astype(dt)
-
-
-#: Constants from this size on are timed from memory by a ``cold`` :meth:`_Bench.time`.
-COLD_MIN_BYTES = 512 << 10
-#: ... in enough copies to push each other out of the caches (the 2-core VM's L2 is 2 MB a
-#: core; of its host's L3 a model's run leaves little: ResNet-50's 8 MB FC read by numpy took
-#: 306 us hot and 685 us in the model)
-COLD_ROTATION_BYTES = 32 << 20
-COLD_MAX_COPIES = 8
-
-
-def cold_copies(const_bytes: int) -> int:
-    """Copies of a step's constants that a cold timing takes in turn (1: timed hot)."""
-    if const_bytes < COLD_MIN_BYTES:
-        return 1
-    return int(min(COLD_MAX_COPIES, max(2, -(-COLD_ROTATION_BYTES // const_bytes))))
 
 
 def _aligned(n: int) -> int:
