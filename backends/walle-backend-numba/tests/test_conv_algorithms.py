@@ -337,3 +337,26 @@ def test_winograd_epilogues_through_the_transposing_store(variant: str, act: str
             "sigmoid": 1 / (1 + np.exp(-want))}[act]
     tol = 1e-3 if variant == "winograd4" else 1e-4
     np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+
+
+def test_tiles_of_output_rows_balance_the_threads() -> None:
+    """im2col_mk's tiles of output rows give the pool's threads even shares: 28 rows in tiles
+    of 8 left one core 16 rows and the other 12; tiles of 7 give both 14. One thread keeps
+    the largest tile; the choice never gives the busiest thread more than the largest tile
+    would have."""
+    from walle_backend_numba.conv import balanced_rows
+
+    assert balanced_rows(28, 28, 8, 2) == 7
+    assert balanced_rows(28, 28, 8, 1) == 8
+    assert balanced_rows(7, 7, 4, 2) == 4  # 4 + 3: no better split of 7 rows in two
+
+    def busiest(oh: int, r: int, threads: int) -> int:
+        sizes = [min(r, oh - p) for p in range(0, oh, r)]
+        n = len(sizes)
+        return max(sum(sizes[t * n // threads:(t + 1) * n // threads]) for t in range(threads))
+
+    for oh in range(1, 60):
+        for most in range(1, min(oh, 9) + 1):
+            r = balanced_rows(oh, oh, most, 2)
+            assert max(1, most // 2) <= r <= most
+            assert busiest(oh, r, 2) <= busiest(oh, most, 2) + r
