@@ -538,11 +538,31 @@ class _Budgeted(ReferenceBackend):
                 Algorithm("lean", 100e-6)]
 
 
+def test_a_model_of_few_constants_may_hold_the_floor(monkeypatch: Any) -> None:
+    """The held-memory budget is never below MEMORY_FLOOR (while it is above 0): a model of
+    few constants keeps the Winograd layers a share of them would have taken away."""
+    import walle_core.search as search_module
+
+    monkeypatch.setenv("WALLE_MEMORY_US_PER_MB", "1")
+    monkeypatch.setenv("WALLE_MEMORY_BUDGET", "1e-9")  # a share of nothing
+    monkeypatch.setattr(search_module, "MEMORY_FLOOR", 3 << 20)
+    program = planned(mlp())
+    placement = place(program, {"reference": CostProfile("reference", "k")}, [_Budgeted()])
+    assert [a.name for a in placement.algorithms].count("holds") == \
+        min(3, len(placement.algorithms))
+    monkeypatch.setenv("WALLE_MEMORY_BUDGET", "0")  # no extra memory at all: no floor
+    placement = place(program, {"reference": CostProfile("reference", "k")}, [_Budgeted()])
+    assert "holds" not in [a.name for a in placement.algorithms]
+
+
 @pytest.mark.parametrize("budget_mb", [0, 1, 2])
 def test_held_memory_stays_within_a_share_of_the_constants(monkeypatch: Any,
                                                            budget_mb: int) -> None:
     """Past the budget (a share of the model's constant bytes) memory is charged more until the
     choices fit, so the steps saving the least time per byte give up their held memory first."""
+    import walle_core.search as search_module
+
+    monkeypatch.setattr(search_module, "MEMORY_FLOOR", 0)
     monkeypatch.setenv("WALLE_MEMORY_US_PER_MB", "1")  # cheap: every step would hold
     program = planned(mlp())
     consts = program.builder.consts

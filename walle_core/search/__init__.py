@@ -94,6 +94,11 @@ def memory_price() -> float:
 #: Inception-v2, the model that gives up most Winograd for it, was within noise (three
 #: interleaved runs each way); at 0.35 Inception-v2 was 7% slower.
 MEMORY_BUDGET = 0.4
+#: ... but never less than this many bytes (while the share is above 0): a model of few
+#: constants had almost no room (SqueezeNet's 4.8 MB allowed 1.9 MB, and four of its 3x3 layers
+#: gave Winograd up, 2-3% of its run; with 8 MB it holds ~5 MB more, peak 16 -> ~21 MB against
+#: onnxruntime's 25).
+MEMORY_FLOOR = 8 << 20
 
 
 def memory_budget() -> float:
@@ -185,6 +190,8 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
     # charged more until it fits, so the steps that save least time per byte give it up first
     weights = sum(slots[s].nbytes for s in consts if 0 <= s < len(slots))
     budget = memory_budget() * weights
+    if memory_budget() > 0:
+        budget = max(budget, MEMORY_FLOOR)
     held = sum(a.extra_bytes for _, a in chosen)
     if held > budget and price > 0:
         def fits(p: float) -> bool:
