@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# calibration in this process, where tests can watch and replace it (sessions otherwise
+# calibrate in a child process: search/profile.py, _calibrate_in_child)
+os.environ.setdefault("WALLE_CALIBRATE_IN_PROCESS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 
 

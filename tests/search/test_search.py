@@ -195,6 +195,31 @@ def test_profile_is_measured_once_and_cached(tmp_path: Path, monkeypatch: Any) -
         get_profile(ReferenceBackend(threads=7))
 
 
+def test_calibration_runs_in_a_child_process(tmp_path: Path, monkeypatch: Any) -> None:
+    """A session calibrates a backend in a child process and reads the profile it saved: the
+    kernels calibration loads stay out of the session's memory. A backend class a fresh
+    interpreter cannot import is calibrated here."""
+    from walle_core.search import profile as prof
+
+    monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("WALLE_CALIBRATE_IN_PROCESS", raising=False)
+    monkeypatch.setattr(prof, "_LOADED", {})
+
+    def boom(*_a: Any, **_k: Any) -> CostProfile:
+        raise AssertionError("calibrated in this process")
+
+    monkeypatch.setattr(prof, "calibrate", boom)
+    made = get_profile(ReferenceBackend(threads=1))
+    assert made.gemm_flops_s > 0 and made.key == ReferenceBackend(threads=1).calibration_key()
+    assert list((tmp_path / "calibration").glob("reference-*.json"))
+
+    class Local(ReferenceBackend):
+        pass
+
+    with pytest.raises(AssertionError, match="in this process"):
+        get_profile(Local(threads=3))
+
+
 def test_calibration_rates_are_plausible() -> None:
     p = calibrate(ReferenceBackend())
     big = 2 * 256**3

@@ -19,6 +19,8 @@ import hashlib
 import json
 import math
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -261,6 +263,10 @@ def get_profile(backend: ExecutionBackend, *, refresh: bool = False,
             return cached
     else:
         cached = None
+    child = _calibrate_in_child(backend, progress, refresh)
+    if child is not None:
+        _LOADED[memo] = child
+        return child
     profile = calibrate(backend, progress=progress)
     if cached is not None:  # a provisional (busy-machine) profile: keep the best of both
         profile = cached.merge(profile)
@@ -274,6 +280,48 @@ def get_profile(backend: ExecutionBackend, *, refresh: bool = False,
     except OSError:
         pass  # a read-only cache only costs re-measuring next time
     return profile
+
+
+_CHILD = """
+import sys
+from importlib import import_module
+cls = import_module(sys.argv[1])
+for part in sys.argv[2].split("."):
+    cls = getattr(cls, part)
+threads = int(sys.argv[3]) or None
+from walle_core.search.profile import get_profile
+get_profile(cls(threads=threads), refresh=sys.argv[4] == "1")
+"""
+
+
+def _calibrate_in_child(backend: ExecutionBackend, progress: Callable[[str], None] | None,
+                        refresh: bool = False) -> CostProfile | None:
+    """Calibrate ``backend`` in a child process and read the profile it saved; None where that
+    cannot be done (a backend class a fresh interpreter cannot import, a child that failed,
+    ``WALLE_CALIBRATE_IN_PROCESS=1``), and the caller calibrates here instead.
+
+    Calibration loads and runs kernels no model may need (every Conv variant at two sizes,
+    GEMMs, copies): 20-25 MB of the process's memory that stays. In the first session on a
+    machine that was most of a small model's peak (DIN: 83 MB against 6 once calibrated). A
+    child takes it, once per machine and backend version, for about half a second more."""
+    if os.environ.get("WALLE_CALIBRATE_IN_PROCESS", "") in ("1", "true", "yes"):
+        return None
+    cls = type(backend)
+    if "<locals>" in cls.__qualname__ or cls.__module__ in ("__main__", "builtins"):
+        return None
+    if progress is not None:
+        progress("calibrating in a child process")
+    env = dict(os.environ, WALLE_CALIBRATE_IN_PROCESS="1")
+    try:
+        done = subprocess.run([sys.executable, "-c", _CHILD, cls.__module__, cls.__qualname__,
+                               str(backend.threads or 0), "1" if refresh else "0"],
+                              env=env, timeout=600,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return load_profile(backend)
 
 
 class _Bench:

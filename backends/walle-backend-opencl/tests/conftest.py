@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+# calibration in this process, where tests can watch and replace it (sessions otherwise
+# calibrate in a child process: search/profile.py, _calibrate_in_child)
+os.environ.setdefault("WALLE_CALIBRATE_IN_PROCESS", "1")
+
 sys.path.insert(0, str(Path(__file__).parent))  # the shared harness module
 
 os.environ.setdefault("POCL_MAX_PTHREAD_COUNT", "2")
