@@ -189,9 +189,8 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
     # packed panels) stays within a share of the model's constants: past it, memory is
     # charged more until it fits, so the steps that save least time per byte give it up first
     weights = sum(slots[s].nbytes for s in consts if 0 <= s < len(slots))
-    budget = memory_budget() * weights
-    if memory_budget() > 0:
-        budget = max(budget, MEMORY_FLOOR)
+    share = memory_budget()
+    budget = max(share * weights, MEMORY_FLOOR) if share > 0 else 0.0
     held = sum(a.extra_bytes for _, a in chosen)
     if held > budget and price > 0:
         def fits(p: float) -> bool:
@@ -208,7 +207,7 @@ def search(steps: Sequence[Step], slots: Sequence[TensorSpec], inputs: Sequence[
         labels, method, chosen = choose(price)
         held = sum(a.extra_bytes for _, a in chosen)
         notes.append(f"held memory {held / 2**20:.1f} MB within {budget / 2**20:.1f} MB "
-                     f"({memory_budget():g} of {weights / 2**20:.1f} MB of constants): "
+                     f"({share:g} of {weights / 2**20:.1f} MB of constants): "
                      f"memory charged {price * 1e6 * 2**20:.0f} us/MB")
     total_transfer, count = graph.transfer_total(labels, transfer_cost)
     if measure is not None:

@@ -1140,9 +1140,8 @@ def _build(geo: Geom, variant: str, act: int = 0, act_params: tuple[float, ...] 
 
     if variant == "im2col_tiles":
         kk = cg * kh * kw
-        rows = balanced_rows(oh, ow, max(1, min(oh, TILE_BYTES // max(kk * ow * dtype.itemsize,
-                                                                      1))),
-                             numba.get_num_threads(), g)
+        most = max(1, min(oh, TILE_BYTES // max(kk * ow * dtype.itemsize, 1)))
+        rows = balanced_rows(oh, ow, most, numba.get_num_threads(), g)
         ntiles = -(-oh // rows)
         slots = numba.config.NUMBA_NUM_THREADS
         buf_shape = (slots, kk * rows * ow)

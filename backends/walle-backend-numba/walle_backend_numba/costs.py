@@ -70,8 +70,7 @@ def conv_algorithms(step: Step, inputs: Sequence[TensorSpec | None],
     result = []
     for variant in geo.variants():
         est = module.analytic_seconds(geo, variant, profile)
-        eff = module.efficiency(variant, profile, geo) if module is conv else \
-            module.efficiency(variant, profile)
+        eff = module.efficiency(variant, profile, geo)
         extra = module.held_bytes(geo, variant)
         held = f"; holds {extra / 2**20:.2f} MB of transformed weights" if extra else ""
         result.append(Algorithm(variant, est * eff, note=f"{CONV_NOTES[variant]} "

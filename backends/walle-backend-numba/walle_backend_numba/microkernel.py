@@ -292,9 +292,8 @@ def _tail_cols(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m0: int,
                n0: int, r: int, k: int, pbias: int, col_bias: bool, pr: int, ldr: int,
                lo: Any, hi: Any) -> None:  # pragma: no cover
     """Columns [n0, n0 + r) of rows [m0, m1) of C (``pb``: B's column n0) as dot products
-    along K: B's r columns
-    copied contiguous once, then each row of A against each, vectorised over K (the sums
-    reassociated, as the tiles' are)."""
+    along K: B's r columns copied contiguous once, then each row of A against each,
+    vectorised over K (the sums reassociated, as the tiles' are)."""
     bt = np.empty((r, k), np.float32)
     b2 = numba.carray(_f32ptr(pb), (k, ldb))  # pb: B's column n0
     for kk in range(k):
@@ -304,13 +303,16 @@ def _tail_cols(pa: int, lda: int, pb: int, ldb: int, pc: int, ldc: int, m0: int,
     for i in range(m0, m1):
         arow = numba.carray(_f32ptr(pa + 4 * i * lda), (k,))
         crow = numba.carray(_f32ptr(pc + 4 * i * ldc), (n0 + r,))
+        # the residual's row (C's own where there is none: not read)
+        rrow = numba.carray(_f32ptr(pr + 4 * i * ldr if pr != 0 else pc + 4 * i * ldc),
+                            (n0 + r,))
         for j in range(r):
             acc = np.float32(0)
             for kk in range(k):
                 acc += arow[kk] * bt[j, kk]
             v = acc + (bias[n0 + j] if col_bias else bias[i])
             if pr != 0:
-                v += numba.carray(_f32ptr(pr + 4 * i * ldr), (n0 + r,))[n0 + j]
+                v += rrow[n0 + j]
             if v < lo:
                 v = lo
             elif v > hi:
@@ -374,7 +376,7 @@ def _task(t: int, chunks: int, by_rows: bool, pa: int, lda: int, pb: int, ldb: i
     else:
         p1 = (t + 1) * npan // chunks
         for p in range(t * npan // chunks, min(p1, full)):
-            for mb in range(nmb):
+            for mb in range(mb0, mb1):
                 _one(pa, lda, k, pb + 4 * p * skew, ldb, pc, ldc, m, n, mb, p * NR, pbias,
                      col_bias, pr, ldr, lo, hi)
         if p1 != npan:  # the tail columns are the last task's

@@ -520,8 +520,9 @@ CALIBRATION = (
 )
 
 
-def efficiency(variant: str, profile: Any) -> float:
-    """measured / analytic at the variant's calibration shape (1.0 when not measured)."""
+def efficiency(variant: str, profile: Any, geo: NGeom | None = None) -> float:
+    """measured / analytic at the variant's calibration shape (1.0 when not measured), for a
+    layer of any size (``geo``, as ``conv.efficiency`` takes it, is not used)."""
     extra = getattr(profile, "extra", None) or {}
     if variant == "nhwc_packed":  # the same micro-kernel: its close call tells them apart
         variant = "nhwc_pointwise"
