@@ -263,6 +263,61 @@ def test_close_calls_are_measured_once_per_machine(tmp_path: Path) -> None:
     assert again.measured == 0 and again.reused == first.measured
 
 
+def test_close_calls_are_timed_in_a_child_process(tmp_path: Path, monkeypatch: Any) -> None:
+    """Close calls are timed in a child process, which saves the table the session then reads:
+    the kernels and random operands of every candidate stay out of the session's memory. A
+    child that dies leaves the estimates (and the session) as they were; a backend class a
+    fresh interpreter cannot import is timed here."""
+    import subprocess
+    import sys
+
+    from walle_core.search import measure as meas
+
+    monkeypatch.delenv("WALLE_CALIBRATE_IN_PROCESS", raising=False)
+    # the child imports this module's FakeDevice as pytest did: from this folder
+    here = Path(sys.modules[FakeDevice.__module__].__file__ or "").parent
+    monkeypatch.setenv("PYTHONPATH", f"{here}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    timed_here: list[str] = []
+    real_time = meas.Measurements._time
+
+    def spy(self: Any, backend: Any, *a: Any, **k: Any) -> Any:
+        timed_here.append(type(backend).__name__)
+        return real_time(self, backend, *a, **k)
+
+    monkeypatch.setattr(meas.Measurements, "_time", spy)
+    run, _ = _close_call_search()
+    path = tmp_path / "m.json"
+    first = meas.Measurements(path, min_seconds=0.0)
+    placement = run(first)
+    assert timed_here == []  # nothing timed in this process ...
+    assert first.measured >= 2  # ... but in the child, both sides of at least one step
+    measured = [a for opts in placement.candidates for _, a in opts
+                if a.note.startswith("measured")]
+    assert measured and all(a.cost > 0 for a in measured)
+    assert sum(len(json.loads(f.read_text())) for f in tmp_path.glob("m-*.json")) == \
+        first.measured
+
+    # every figure on disk now: no child at all
+    def no_child(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(subprocess, "run", no_child)
+    again = meas.Measurements(path, min_seconds=0.0)
+    run(again)
+    assert again.measured == 0 and again.reused == first.measured
+    monkeypatch.undo()
+
+    # a child that fails: estimates kept, nothing timed here
+    monkeypatch.delenv("WALLE_CALIBRATE_IN_PROCESS", raising=False)
+    monkeypatch.setattr(meas.Measurements, "_time", spy)
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    dead = meas.Measurements(tmp_path / "dead.json", min_seconds=0.0)
+    placement = run(dead)
+    assert dead.measured == 0 and timed_here == []
+    assert not any(a.note.startswith("measured") for opts in placement.candidates
+                   for _, a in opts)
+
+
 def test_a_step_half_measured_keeps_its_estimates(tmp_path: Path) -> None:
     """Like against like: where the budget ran out before every close candidate of a step was
     measured, none of its measurements replaces an estimate this session (a measured 44 us

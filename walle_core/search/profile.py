@@ -282,6 +282,22 @@ def get_profile(backend: ExecutionBackend, *, refresh: bool = False,
     return profile
 
 
+def in_process() -> bool:
+    """Whether calibration and close-call timing run in this process
+    (``WALLE_CALIBRATE_IN_PROCESS=1``: tests, where they are watched and replaced, and the
+    child processes themselves) rather than in a child process."""
+    return os.environ.get("WALLE_CALIBRATE_IN_PROCESS", "") in ("1", "true", "yes")
+
+
+def importable_class(backend: ExecutionBackend) -> tuple[str, str] | None:
+    """``(module, qualified name)`` of the backend's class, where a fresh interpreter can import
+    it and build the same backend with ``cls(threads=...)``; None otherwise."""
+    cls = type(backend)
+    if "<locals>" in cls.__qualname__ or cls.__module__ in ("__main__", "builtins"):
+        return None
+    return cls.__module__, cls.__qualname__
+
+
 _CHILD = """
 import sys
 from importlib import import_module
@@ -304,16 +320,14 @@ def _calibrate_in_child(backend: ExecutionBackend, progress: Callable[[str], Non
     GEMMs, copies): 20-25 MB of the process's memory that stays. In the first session on a
     machine that was most of a small model's peak (DIN: 83 MB against 6 once calibrated). A
     child takes it, once per machine and backend version, for about half a second more."""
-    if os.environ.get("WALLE_CALIBRATE_IN_PROCESS", "") in ("1", "true", "yes"):
-        return None
-    cls = type(backend)
-    if "<locals>" in cls.__qualname__ or cls.__module__ in ("__main__", "builtins"):
+    where = importable_class(backend)
+    if in_process() or where is None:
         return None
     if progress is not None:
         progress("calibrating in a child process")
     env = dict(os.environ, WALLE_CALIBRATE_IN_PROCESS="1")
     try:
-        done = subprocess.run([sys.executable, "-c", _CHILD, cls.__module__, cls.__qualname__,
+        done = subprocess.run([sys.executable, "-c", _CHILD, *where,
                                str(backend.threads or 0), "1" if refresh else "0"],
                               env=env, timeout=600,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
