@@ -12,6 +12,10 @@ session (or process) with the same shapes measures nothing.
 A time budget bounds the first session on a new machine; what is not measured keeps its
 estimate and is measured by a later session. ``WALLE_SEARCH_MEASURE=0`` turns measuring off.
 
+The timing itself runs in a child process (:meth:`Measurements._measure_in_child`, the child's
+side is :func:`measure_jobs`), so the candidates' kernels and random operands never enter the
+session's memory; ``WALLE_CALIBRATE_IN_PROCESS=1`` (tests) times in this process.
+
 Each entry keeps the machine's load when it was timed (``[seconds, load, samples, day]``): a
 time taken on a busy machine is timed again by a later session that finds it quieter, and the
 faster of the two is kept (see ``profile.remeasure_worthwhile``), so one busy minute does not
