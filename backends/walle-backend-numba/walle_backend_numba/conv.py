@@ -1498,9 +1498,14 @@ def analytic_seconds(geo: Geom, variant: str, profile: Any) -> float:
         rows = max(1, min(geo.oh, TILE_BYTES // max(kk * geo.ow * item, 1)))
         ntiles = math.ceil(geo.oh / rows)
         # columns written and read in cache (at the elementwise rate, not the copy rate), the
-        # epilogue in the same pass; GEMMs of a tile's width
+        # epilogue in the same pass; GEMMs of a tile's width. Each tile's sgemm packs the
+        # group's whole weights again (OpenBLAS packs both operands on every call): on
+        # ResNet's 512x512x3x3 layers at 7x7 (9.4 MB of weights, 3 tiles) that copy is most
+        # of the 1.7 ms they measure, which the estimate without it put at 0.7 ms, and a
+        # first session that had not measured them yet ran them there
         col = geo.cg * geo.kh * geo.kw * geo.oh * geo.ow
-        return (profile.launch_s + geo.n * geo.g * col * item / ew
+        packing = geo.n * geo.g * ntiles * geo.mg * kk * item * 2 / copy
+        return (profile.launch_s + geo.n * geo.g * col * item / ew + packing
                 + gemm(geo.mg, rows * geo.ow, kk, geo.n * geo.g * ntiles))
     if variant == "direct_mk":  # the stride-phase copy of the input, then the GEMM in place
         return (profile.launch_s + geo.n * geo.c * geo.h * geo.w * item * 2 / ew
