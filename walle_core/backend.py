@@ -178,6 +178,11 @@ class ExecutionBackend(Backend):
     #: Backends with the same memory domain share buffers without copies. "host" buffers are
     #: numpy arrays; a device backend names its own (e.g. "opencl:0").
     memory_domain: str = "host"
+    #: True where compiling a step builds machine code in this process and keeps it in an
+    #: on-disk cache (numba's JIT): a session then has its new steps run once in a child
+    #: process first (``walle_core.search.measure.Measurements.warm``), so what it compiles
+    #: (tens of MB of compiler memory that stays) is compiled there and only loaded here.
+    jit_cache: bool = False
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads

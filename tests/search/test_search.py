@@ -318,6 +318,69 @@ def test_close_calls_are_timed_in_a_child_process(tmp_path: Path, monkeypatch: A
                    for _, a in opts)
 
 
+class JitDevice(ReferenceBackend):
+    """A host backend that says it compiles kernels into a disk cache (as numba does); each
+    compile is logged to the file ``$WALLE_TEST_COMPILE_LOG`` names, with the process id."""
+
+    jit_cache = True
+
+    def compile(self, step: Step, inputs: Sequence[TensorSpec | None],
+                outputs: Sequence[TensorSpec], algorithm: Any = None) -> Any:
+        import os
+
+        log = os.environ.get("WALLE_TEST_COMPILE_LOG")
+        if log:
+            with open(log, "a") as f:
+                f.write(f"{os.getpid()} {step.prim.kind}\n")
+        return super().compile(step, inputs, outputs, algorithm)
+
+
+def test_new_steps_are_compiled_in_a_child_process_first(tmp_path: Path,
+                                                         monkeypatch: Any) -> None:
+    """A plan's steps on a backend with a JIT disk cache are run once in a child process before
+    the session compiles them (their kernels then only load here), once per machine and
+    shapes; steps of other backends are not; a child that fails leaves compiling to the
+    session, and nothing is recorded."""
+    import os
+    import subprocess
+    import sys
+
+    from walle_core.search import measure as meas
+
+    monkeypatch.delenv("WALLE_CALIBRATE_IN_PROCESS", raising=False)
+    here = Path(sys.modules[JitDevice.__module__].__file__ or "").parent
+    monkeypatch.setenv("PYTHONPATH", f"{here}:{os.environ.get('PYTHONPATH', '')}")
+    log = tmp_path / "compiled.txt"
+    monkeypatch.setenv("WALLE_TEST_COMPILE_LOG", str(log))
+    program = planned(mlp(hidden=64))
+    jit, plain = JitDevice(), ReferenceBackend()
+    steps, n = program.steps, len(program.steps)
+    algs = [Algorithm("numpy", 1e-5)] * n
+    on_jit = [jit if i % 2 == 0 else plain for i in range(n)]
+    table = meas.Measurements(tmp_path / "m.json")
+    ran = table.warm(steps, program.slots, on_jit, algs, program.builder.consts)
+    lines = log.read_text().split()
+    pids = set(lines[0::2])
+    assert ran == len(range(0, n, 2)) and len(lines) // 2 == ran  # the JIT steps only ...
+    assert str(os.getpid()) not in pids  # ... in another process
+    warmed = [k for f in tmp_path.glob("m-*.json") for k in json.loads(f.read_text())]
+    assert len(warmed) == ran and all(k.startswith("warm:") for k in warmed)
+
+    def no_child(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(subprocess, "run", no_child)
+    assert meas.Measurements(tmp_path / "m.json").warm(
+        steps, program.slots, on_jit, algs, program.builder.consts) == 0  # recorded
+    monkeypatch.undo()
+
+    monkeypatch.delenv("WALLE_CALIBRATE_IN_PROCESS", raising=False)
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    failed = meas.Measurements(tmp_path / "other.json")
+    assert failed.warm(steps, program.slots, [jit] * n, algs, program.builder.consts) == 0
+    assert not list(tmp_path.glob("other-*.json"))  # nothing recorded: the next one tries
+
+
 def test_a_step_half_measured_keeps_its_estimates(tmp_path: Path) -> None:
     """Like against like: where the budget ran out before every close candidate of a step was
     measured, none of its measurements replaces an estimate this session (a measured 44 us

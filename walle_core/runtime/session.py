@@ -123,10 +123,14 @@ class Session:
 
         everyone = self.backends + self.fallback
         profiles = {b.name: get_profile(b) for b in everyone}
-        return search(program.steps, program.slots, list(program.inputs.values()),
-                      [s for _, s in program.outputs], program.builder.consts, program.aliases,
-                      self.backends, profiles, self.fallback,
-                      shared() if Measurements.enabled() else None)
+        placement = search(program.steps, program.slots, list(program.inputs.values()),
+                           [s for _, s in program.outputs], program.builder.consts,
+                           program.aliases, self.backends, profiles, self.fallback,
+                           shared() if Measurements.enabled() else None)
+        # new steps' kernels compiled in a child, only loaded here (search/measure.py)
+        shared().warm(program.steps, program.slots, placement.backends, placement.algorithms,
+                      program.builder.consts)
+        return placement
 
     def plan_for(self, specs: dict[str, TensorSpec]) -> Program | None:
         """The planned program for these input specs (None when planned eagerly)."""

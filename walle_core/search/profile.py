@@ -391,6 +391,14 @@ class _Bench:
         # the fastest run is the machine's capability; slower ones measured other processes
         return float(min(times))
 
+    def warm(self, prim: Primitive, ins: Sequence[TensorSpec | None],
+             outs: Sequence[TensorSpec], algorithm: Algorithm | None = None,
+             constant: Sequence[bool] = ()) -> None:
+        """Compile ``prim`` and run it once on random data, inputs flagged in ``constant``
+        passed as constants, as :meth:`time` does and as a plan does (the same argument types,
+        so a JIT backend compiles and caches exactly what the plan will call)."""
+        self.time(prim, ins, outs, algorithm, budget_s=0.0, max_runs=1, constant=constant)
+
     def transfer(self, nbytes: int) -> tuple[float, float]:
         b = self.backend
         spec = TensorSpec((nbytes // 4,), F32)

@@ -74,6 +74,7 @@ class NumbaBackend(_Base):
     name: ClassVar[str] = "numba"
     api_version: ClassVar[int] = PLUGIN_API_VERSION
     requires: ClassVar[tuple[str, ...]] = ("numba", "llvmlite", "numpy")
+    jit_cache = True  # kernels compile on first call and are cached on disk
 
     @classmethod
     def probe(cls) -> Availability:
