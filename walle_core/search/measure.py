@@ -173,8 +173,7 @@ class Measurements:
                 backend, alg = opts[k]
                 self.touched.add(key)
                 shard = shard_of(backend)
-                table = self._shard(shard)
-                entry = table.get(key)
+                entry = self._shard(shard).get(key)
                 if key in stale and time.perf_counter() - start <= self.budget_s:
                     ins, outs, constant = _operands(step, slots, consts)
                     load = machine_load()
@@ -189,9 +188,7 @@ class Measurements:
                     seconds = entry[0]
                     if key not in in_child:
                         self.reused += 1
-                    if entry[3] != today():  # used today: kept another keep_days
-                        table[key] = (*entry[:3], today())
-                        self._dirty.add(shard)
+                    self._touch(shard, key, entry)
                 figures[k] = (seconds, f"measured {seconds * 1e6:.1f} us (estimate "
                               f"{alg.cost * 1e6:.1f} us)" + (f"; {alg.note}" if alg.note else ""))
             # like against like: a step whose close candidates are not all measured (the
@@ -232,6 +229,26 @@ class Measurements:
                                                   constant) for k in close]))
         return calls
 
+    def _touch(self, shard: str, key: str, entry: tuple[float, float, int, int]) -> None:
+        """Mark an entry used today: it is kept another ``keep_days``."""
+        if entry[3] != today():
+            self._shard(shard)[key] = (*entry[:3], today())
+            self._dirty.add(shard)
+
+    def _child_job(self, backend: ExecutionBackend, alg: Algorithm, step: Step,
+                   operands: tuple[list[TensorSpec | None], list[TensorSpec], list[bool]],
+                   key: str, heads: dict[int, tuple[str, str, int, str] | None]
+                   ) -> tuple[Any, ...] | None:
+        """One job of :func:`measure_jobs`: what a child needs to rebuild ``backend`` and run
+        ``step`` with ``alg``; None where a fresh interpreter cannot import the backend's
+        class. ``heads`` holds each backend's part for the caller's batch of jobs."""
+        if id(backend) not in heads:
+            where = importable_class(backend)
+            heads[id(backend)] = None if where is None else (
+                *where, backend.threads or 0, backend.calibration_key())
+        head = heads[id(backend)]
+        return None if head is None else (*head, alg, step.prim, *operands, key)
+
     def _store(self, shard: str, key: str, timed: float, load: float) -> float:
         """Record a timing; against an earlier one of the same call, the faster of the two is
         the machine's. Returns the figure kept."""
@@ -257,17 +274,13 @@ class Measurements:
         the session. A backend class a fresh interpreter cannot import is timed here."""
         payload = []
         handed: set[str] = set()
-        classes: dict[int, tuple[str, str] | None] = {}
+        heads: dict[int, tuple[str, str, int, str] | None] = {}
         for step, slots, backend, alg, key in jobs:
-            if id(backend) not in classes:
-                classes[id(backend)] = importable_class(backend)
-            where = classes[id(backend)]
-            if where is None:
-                continue
-            ins, outs, constant = _operands(step, slots, consts)
-            payload.append((*where, backend.threads or 0, backend.calibration_key(), alg,
-                            step.prim, ins, outs, constant, key))
-            handed.add(key)
+            job = self._child_job(backend, alg, step, _operands(step, slots, consts), key,
+                                  heads)
+            if job is not None:
+                payload.append(job)
+                handed.add(key)
         if not payload:
             return handed
         measured = self._run_child({"path": str(self.path), "mode": "measure",
@@ -297,31 +310,24 @@ class Measurements:
             jobs = []
             marks: list[tuple[str, str]] = []  # (shard, key) of the steps the child runs
             seen: set[str] = set()
-            classes: dict[int, tuple[str, str] | None] = {}
+            heads: dict[int, tuple[str, str, int, str] | None] = {}
             for step, backend, alg in zip(steps, backends, algorithms, strict=True):
                 if not getattr(backend, "jit_cache", False):
                     continue
-                if id(backend) not in classes:
-                    classes[id(backend)] = importable_class(backend)
-                where = classes[id(backend)]
-                if where is None:
+                operands = _operands(step, slots, consts)
+                key = "warm:" + self.key(backend, alg, step, *operands)
+                job = self._child_job(backend, alg, step, operands, key, heads)
+                if job is None:
                     continue
-                ins, outs, constant = _operands(step, slots, consts)
-                key = "warm:" + self.key(backend, alg, step, ins, outs, constant)
-                shard = self.shard_of(backend)
+                shard = self.shard_of_key(job[3])
                 self.touched.add(key)
                 entry = self._shard(shard).get(key)
                 if entry is not None:
-                    if entry[3] != today():
-                        self._shard(shard)[key] = (*entry[:3], today())
-                        self._dirty.add(shard)
-                    continue
-                if key in seen:
-                    continue
-                seen.add(key)
-                jobs.append((*where, backend.threads or 0, backend.calibration_key(), alg,
-                             step.prim, ins, outs, constant, key))
-                marks.append((shard, key))
+                    self._touch(shard, key, entry)
+                elif key not in seen:
+                    seen.add(key)
+                    jobs.append(job)
+                    marks.append((shard, key))
             ran = set(self._run_child({"path": str(self.path), "mode": "warm",
                                        "budget_s": 0.0, "jobs": jobs})) if jobs else set()
             for shard, key in marks:
